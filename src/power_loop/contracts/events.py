@@ -1,0 +1,399 @@
+"""Typed events: ``AgentEventType``, one payload dataclass per type, and ``AgentEvent``.
+
+Invariants: every event gets a process-wide, strictly increasing ``seq``, a wall-clock
+``ts`` and a monotonic ``mono`` at creation; ``payload == data.to_dict()``; equality
+ignores the three stamps. Payload dicts are built lazily so events nobody reads cost
+little (stream deltas are created per token).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from typing import Any, ClassVar
+
+from power_loop.contracts.json import JSONObject
+
+_SEQ = itertools.count(1)
+
+
+class AgentEventType(str, Enum):
+    SESSION_STARTED = "session_started"
+    SESSION_ENDED = "session_ended"
+    ROUND_STARTED = "round_started"
+    ROUND_COMPLETED = "round_completed"
+    ROUND_TOOLS_PRESENT = "round_tools_present"
+    LLM_CALL_STARTED = "llm_call_started"
+    LLM_CALL_COMPLETED = "llm_call_completed"
+    LLM_RETRY_ATTEMPTED = "llm_retry_attempted"
+    LLM_DEGRADED = "llm_degraded"
+    LOOP_CANCELLED = "loop_cancelled"
+    MEMORY_RECALLED = "memory_recalled"
+    MEMORY_FAILED = "memory_failed"
+    STREAM_STARTED = "stream_started"
+    STREAM_DELTA = "stream_delta"
+    STREAM_THINK_DELTA = "stream_think_delta"
+    STREAM_COMPLETED = "stream_completed"
+    TOOL_CALL_STARTED = "tool_call_started"
+    TOOL_CALL_COMPLETED = "tool_call_completed"
+    TOOL_CALL_FAILED = "tool_call_failed"
+    STATUS_CHANGED = "status_changed"
+    USAGE_UPDATED = "usage_updated"
+    TIMER_FIRED = "timer_fired"
+    TODO_UPDATED = "todo_updated"
+    USER_NOTIFICATION = "user_notification"
+    AGENT_ERROR = "agent_error"
+    SYSTEM_LOG = "system_log"
+    SUBAGENT_TASK_START = "subagent_task_start"
+    SUBAGENT_TEXT = "subagent_text"
+    SUBAGENT_LIMIT = "subagent_limit"
+    SUBAGENT_COMPLETED = "subagent_completed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BaseEventPayload:
+    """Base of every payload; ``to_dict`` is a shallow field copy."""
+
+    event_type: ClassVar[AgentEventType]
+
+    def to_dict(self) -> JSONObject:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _payload(event_type: AgentEventType) -> Any:
+    def wrap(cls: type[BaseEventPayload]) -> type[BaseEventPayload]:
+        cls.event_type = event_type
+        PAYLOAD_TYPES[event_type] = cls
+        return cls
+
+    return wrap
+
+
+PAYLOAD_TYPES: dict[AgentEventType, type[BaseEventPayload]] = {}
+
+
+@_payload(AgentEventType.SESSION_STARTED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionStartedPayload(BaseEventPayload):
+    scope: str = "send"
+
+
+@_payload(AgentEventType.SESSION_ENDED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionEndedPayload(BaseEventPayload):
+    reason: str = ""
+    status: str | None = None
+
+
+@_payload(AgentEventType.ROUND_STARTED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundStartedPayload(BaseEventPayload):
+    round_index: int = 0
+    has_tools: bool = False
+
+
+@_payload(AgentEventType.ROUND_COMPLETED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundCompletedPayload(BaseEventPayload):
+    round_index: int = 0
+    has_tools: bool = False
+
+
+@_payload(AgentEventType.ROUND_TOOLS_PRESENT)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundToolsPresentPayload(BaseEventPayload):
+    has_tools: bool = True
+
+
+@_payload(AgentEventType.LLM_CALL_STARTED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LLMCallStartedPayload(BaseEventPayload):
+    call_id: str = ""
+    attempt: int = 1
+    model: str | None = None
+
+
+@_payload(AgentEventType.LLM_CALL_COMPLETED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LLMCallCompletedPayload(BaseEventPayload):
+    call_id: str = ""
+    attempt: int = 1
+    model: str | None = None
+    duration_ms: float = 0.0
+    success: bool = True
+    error_type: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+@_payload(AgentEventType.LLM_RETRY_ATTEMPTED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LLMRetryAttemptedPayload(BaseEventPayload):
+    attempt: int = 1
+    max_attempts: int = 1
+    error_type: str = ""
+    error_message: str = ""
+    next_sleep_seconds: float = 0.0
+
+
+@_payload(AgentEventType.LLM_DEGRADED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LLMDegradedPayload(BaseEventPayload):
+    reason: str = "provider_error"
+    attempts: int = 1
+    error_type: str = ""
+    error_message: str = ""
+
+
+@_payload(AgentEventType.LOOP_CANCELLED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoopCancelledPayload(BaseEventPayload):
+    reason: str = "cancelled"
+
+
+@_payload(AgentEventType.MEMORY_RECALLED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryRecalledPayload(BaseEventPayload):
+    returned: int = 0
+    injected: int = 0
+
+
+@_payload(AgentEventType.MEMORY_FAILED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryFailedPayload(BaseEventPayload):
+    phase: str = ""
+    error_type: str = ""
+
+
+@_payload(AgentEventType.STREAM_STARTED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamStartedPayload(BaseEventPayload):
+    stream_id: str = ""
+
+
+@_payload(AgentEventType.STREAM_DELTA)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamDeltaPayload(BaseEventPayload):
+    stream_id: str = ""
+    text: str = ""
+    is_think: bool = False
+
+
+@_payload(AgentEventType.STREAM_THINK_DELTA)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamThinkDeltaPayload(BaseEventPayload):
+    stream_id: str = ""
+    text: str = ""
+    is_think: bool = True
+
+
+@_payload(AgentEventType.STREAM_COMPLETED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamCompletedPayload(BaseEventPayload):
+    stream_id: str = ""
+    text: str = ""
+
+
+@_payload(AgentEventType.TOOL_CALL_STARTED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCallStartedPayload(BaseEventPayload):
+    name: str = ""
+    tool_input: JSONObject = field(default_factory=dict)
+    tool_call_id: str = ""
+
+
+@_payload(AgentEventType.TOOL_CALL_COMPLETED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCallCompletedPayload(BaseEventPayload):
+    name: str = ""
+    tool_input: JSONObject = field(default_factory=dict)
+    tool_call_id: str = ""
+    output: str = ""
+    failed: bool = False
+    duration_ms: float = 0.0
+
+
+@_payload(AgentEventType.TOOL_CALL_FAILED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCallFailedPayload(BaseEventPayload):
+    name: str = ""
+    tool_input: JSONObject = field(default_factory=dict)
+    tool_call_id: str = ""
+    output: str = ""
+    failed: bool = True
+    error_kind: str = ""
+
+
+@_payload(AgentEventType.STATUS_CHANGED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusChangedPayload(BaseEventPayload):
+    """``kind``: ``round_usage`` | ``auto_compact`` | ``hit_round_limit`` | ``budget_exceeded``.
+
+    Only the fields of the kind are meaningful; the rest stay ``None``.
+    """
+
+    kind: str = ""
+    usage: dict[str, int] | None = None
+    phase: str | None = None
+    before_tokens: int | None = None
+    after_tokens: int | None = None
+    max_rounds: int | None = None
+    budget_tokens: int | None = None
+    spent_tokens: int | None = None
+
+
+@_payload(AgentEventType.USAGE_UPDATED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageUpdatedPayload(BaseEventPayload):
+    usage: dict[str, int] = field(default_factory=dict)
+    """This call's counts plus ``cumulative_*`` totals of the send so far."""
+    call_id: str = ""
+
+
+@_payload(AgentEventType.TIMER_FIRED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimerFiredPayload(BaseEventPayload):
+    timer_id: int = 0
+    note: str = ""
+    due_at: int = 0
+    outcome: str = ""
+
+
+@_payload(AgentEventType.TODO_UPDATED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TodoUpdatedPayload(BaseEventPayload):
+    items: list[JSONObject] = field(default_factory=list)
+
+
+@_payload(AgentEventType.USER_NOTIFICATION)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserNotificationPayload(BaseEventPayload):
+    message: str = ""
+
+
+@_payload(AgentEventType.AGENT_ERROR)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentErrorPayload(BaseEventPayload):
+    error: str = ""
+    error_type: str = ""
+
+
+@_payload(AgentEventType.SYSTEM_LOG)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SystemLogPayload(BaseEventPayload):
+    message: str = ""
+    level: str = "info"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _SubagentPayload(BaseEventPayload):
+    sub_session_id: str = ""
+    status: str = ""
+    final_text: str = ""
+
+
+@_payload(AgentEventType.SUBAGENT_TASK_START)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubagentTaskStartPayload(_SubagentPayload):
+    pass
+
+
+@_payload(AgentEventType.SUBAGENT_TEXT)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubagentTextPayload(_SubagentPayload):
+    pass
+
+
+@_payload(AgentEventType.SUBAGENT_LIMIT)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubagentLimitPayload(_SubagentPayload):
+    pass
+
+
+@_payload(AgentEventType.SUBAGENT_COMPLETED)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubagentCompletedPayload(_SubagentPayload):
+    pass
+
+
+class AgentEvent:
+    """One event. ``payload`` is the dict form of ``data`` (built on first access).
+
+    Example:
+        >>> e = AgentEvent(AgentEventType.USER_NOTIFICATION, data=UserNotificationPayload(message="hi"))
+        >>> e.payload
+        {'message': 'hi'}
+    """
+
+    __slots__ = ("_payload", "data", "mono", "round_index", "seq", "session_id", "source", "stream_id",
+                 "ts", "type")
+
+    def __init__(
+        self,
+        type: AgentEventType,
+        payload: JSONObject | None = None,
+        data: BaseEventPayload | None = None,
+        *,
+        session_id: str | None = None,
+        round_index: int | None = None,
+        stream_id: str | None = None,
+        source: str | None = None,
+        ts: float | None = None,
+        seq: int | None = None,
+        mono: float | None = None,
+    ) -> None:
+        self.type = AgentEventType(type)
+        self.data = data
+        self._payload = payload
+        self.session_id = session_id
+        self.round_index = round_index
+        self.stream_id = stream_id
+        self.source = source
+        self.ts = time.time() if ts is None else ts
+        self.seq = next(_SEQ) if seq is None else seq
+        self.mono = time.monotonic() if mono is None else mono
+
+    @property
+    def payload(self) -> JSONObject:
+        if self._payload is None:
+            self._payload = self.data.to_dict() if self.data is not None else {}
+        return self._payload
+
+    def to_dict(self) -> JSONObject:
+        """A JSON-ready dict that ``from_dict`` turns back into an equal event (stamps kept)."""
+        return {
+            "type": self.type.value, "payload": self.payload, "session_id": self.session_id,
+            "round_index": self.round_index, "stream_id": self.stream_id, "source": self.source,
+            "ts": self.ts, "seq": self.seq, "mono": self.mono,
+        }
+
+    @classmethod
+    def from_dict(cls, d: JSONObject) -> AgentEvent:
+        """Rebuild an event (and its typed ``data``) from ``to_dict()`` output."""
+        etype = AgentEventType(d["type"])
+        payload = dict(d.get("payload") or {})
+        ptype = PAYLOAD_TYPES.get(etype)
+        data: BaseEventPayload | None = None
+        if ptype is not None:
+            known = {f.name for f in fields(ptype)}
+            try:
+                data = ptype(**{k: v for k, v in payload.items() if k in known})
+            except TypeError:
+                data = None
+        return cls(etype, payload, data, session_id=d.get("session_id"), round_index=d.get("round_index"),
+                   stream_id=d.get("stream_id"), source=d.get("source"), ts=d.get("ts"), seq=d.get("seq"),
+                   mono=d.get("mono"))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AgentEvent):
+            return NotImplemented
+        return (self.type, self.payload, self.session_id, self.round_index, self.stream_id, self.source) == (
+            other.type, other.payload, other.session_id, other.round_index, other.stream_id, other.source)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable payload dict: events are not hashable
+
+    def __repr__(self) -> str:
+        return f"AgentEvent({self.type.value}, seq={self.seq}, session_id={self.session_id!r}, payload={self.payload!r})"

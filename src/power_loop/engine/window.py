@@ -1,0 +1,74 @@
+"""SessionWindow: a session's active history as the model sees it, plus its seq token.
+
+The window is a pure accelerator: it is rebuilt from the store's active rows and is
+valid only while its ``next_seq`` equals the session row's. Live appends extend it
+with ``MessageRow.to_message()`` of what was stored, exactly as a cold load builds it,
+so warm and cold loops produce byte-identical requests. Which tool calls are unresolved
+is derived from the messages alone (no separate state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from power_loop.contracts.json import JSONObject, Message
+from power_loop.store.rows import MessageRow
+
+
+@dataclass(slots=True)
+class PendingRound:
+    """Unresolved tool calls of the session's last assistant turn."""
+
+    assistant_seq: int
+    round_index: int | None
+    tool_calls: list[JSONObject]
+    """The unresolved calls, in call order."""
+
+
+@dataclass(slots=True)
+class SessionWindow:
+    next_seq: int
+    send_count: int
+    messages: list[Message] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
+    round_indexes: list[int | None] = field(default_factory=list)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[MessageRow], *, next_seq: int, send_count: int) -> SessionWindow:
+        return cls(
+            next_seq=next_seq,
+            send_count=send_count,
+            messages=[r.to_message() for r in rows],
+            seqs=[r.seq for r in rows],
+            round_indexes=[r.round_index for r in rows],
+        )
+
+    def extend(self, rows: Sequence[MessageRow]) -> None:
+        """Record rows just appended by this process (they must continue the seq)."""
+        for row in rows:
+            self.messages.append(row.to_message())
+            self.seqs.append(row.seq)
+            self.round_indexes.append(row.round_index)
+        if rows:
+            self.next_seq = rows[-1].seq + 1
+
+    def pending(self) -> PendingRound | None:
+        """The last assistant turn's tool calls that no later tool message answers."""
+        answered: set[str] = set()
+        for i in range(len(self.messages) - 1, -1, -1):
+            msg = self.messages[i]
+            role = msg["role"]
+            if role == "tool":
+                call_id = msg.get("tool_call_id")
+                if call_id is not None:
+                    answered.add(call_id)
+                continue
+            if role == "assistant" and msg.get("tool_calls"):
+                open_calls = [c for c in msg["tool_calls"] if c.get("id") not in answered]
+                if not open_calls:
+                    return None
+                return PendingRound(assistant_seq=self.seqs[i], round_index=self.round_indexes[i],
+                                    tool_calls=open_calls)
+            return None
+        return None

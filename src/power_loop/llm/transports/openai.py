@@ -1,0 +1,443 @@
+"""The OpenAI-compatible transport: ``LLMService`` over ``POST {base_url}/chat/completions``.
+
+It keeps the official ``openai`` SDK client (auth headers, base URL, default headers,
+timeouts, error classes) but not its typed request path: ``chat.completions.create``
+walks the whole message history with ``typing`` introspection on every call (about
+0.7 s of CPU for 4,000 messages). We build the body dict ourselves and send it with the
+client's public low-level ``post(..., cast_to=<the SDK's HTTP response class>)``,
+which returns the raw response untouched; we ``json.loads`` its bytes (or read the SSE
+lines ourselves) and map straight into ``LLMResponse``.
+
+Invariants:
+- The body's keys come in the order ``create()`` of the installed SDK uses (learnt once
+  per process from the SDK itself), and the SDK serializes it, so the bytes on the wire
+  equal those of ``create()`` with the same parameters.
+- Registry tool names go out as legal wire names (``ToolNameMap``) and come back as
+  registry names; a tool name the model made up comes back unchanged.
+- SDK retries are off (``max_retries=0``): ``with_retry`` is the one retry layer.
+  Errors become ``LLMProviderError(provider="openai")``, ``retryable`` for connection
+  errors, timeouts, 408/409/429/5xx, invalid JSON, cut streams and empty choices (some
+  gateways answer so when overloaded), with ``retry_after_s`` from the response headers.
+- Malformed tool-call arguments pass through as raw text (the engine turns them into a
+  tool result the model sees); streamed tool calls are assembled by ``index``.
+- A streamed answer without usage gets an estimate (``is_estimated=True``).
+
+Works with ``openai`` 1.x (httpx) and 3.x (httpx2): it uses ``AsyncOpenAI(base_url,
+api_key, max_retries, timeout, default_headers)``, ``client.post(path, body=, cast_to=,
+options=, stream=)``, ``client.close()``, ``DefaultAsyncHttpxClient`` (to find the HTTP
+response class) and the ``APIStatusError``/``APITimeoutError``/``APIConnectionError``/
+``OpenAIError`` classes, all present in both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import logging
+import sys
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any
+
+from power_loop.contracts.errors import LLMProviderError, MissingExtraError
+from power_loop.contracts.json import JSONObject, Message
+from power_loop.llm._streaming import estimated_usage, notify
+from power_loop.llm.config import LLMProviderConfig
+from power_loop.llm.contract import LLMRequest, LLMResponse, LLMStreamChunk
+from power_loop.llm.retry import LLMRetryPolicy
+from power_loop.llm.tool_names import ToolNameMap
+from power_loop.llm.transports._openai_response import (
+    StreamAssembler,
+    build_response,
+    parse_message,
+    usage_from,
+)
+
+__all__ = ["OpenAICompatLLMService"]
+
+logger = logging.getLogger(__name__)
+
+# The key order of `chat.completions.create()` in openai 3.x, used if learning it fails.
+_FALLBACK_KEY_ORDER = (
+    "model", "stream", "messages", "max_tokens", "response_format", "stream_options",
+    "temperature", "tool_choice", "tools",
+)
+_key_order: tuple[str, ...] | None = None
+_RETRYABLE_STATUS = frozenset({408, 409, 429})
+
+
+def _import_openai() -> Any:
+    try:
+        import openai
+    except ImportError as exc:
+        raise MissingExtraError("openai", feature="the OpenAI-compatible transport", module="openai") from exc
+    return openai
+
+
+class _KeyOrderProbe(Exception):
+    def __init__(self, body: Any) -> None:
+        super().__init__("captured")
+        self.body = body
+
+
+async def _learn_key_order(client: Any) -> tuple[str, ...]:
+    """Ask the installed SDK's ``create()`` how it orders the body keys (once per process)."""
+    global _key_order
+    if _key_order is not None:
+        return _key_order
+
+    async def capture(path: str, *, body: Any = None, **kwargs: Any) -> Any:
+        raise _KeyOrderProbe(body)
+
+    order = _FALLBACK_KEY_ORDER
+    try:
+        # A throwaway resource of our own whose `_post` records the body instead of sending it.
+        resource = type(client.chat.completions)(client)
+        resource._post = capture
+        await resource.create(
+            model="m", messages=[], max_tokens=1, temperature=0.0, tools=[], tool_choice="auto",
+            response_format={"type": "text"}, stream=True, stream_options={"include_usage": True},
+        )
+    except _KeyOrderProbe as probe:
+        if isinstance(probe.body, dict) and set(_FALLBACK_KEY_ORDER) <= set(probe.body):
+            order = tuple(k for k in probe.body if k in _FALLBACK_KEY_ORDER)
+    except Exception:  # any SDK surprise: keep the fallback order, requests still work
+        logger.debug("could not learn the openai SDK's body key order; using the fallback", exc_info=True)
+    _key_order = order
+    return order
+
+
+def _response_class(openai: Any) -> Any:
+    """The HTTP response class of the SDK's HTTP library (httpx or httpx2)."""
+    for klass in openai.DefaultAsyncHttpxClient.__mro__:
+        if klass.__name__ == "AsyncClient":
+            return sys.modules[klass.__module__.partition(".")[0]].Response
+    raise MissingExtraError("openai", feature="the OpenAI-compatible transport", module="openai>=1.52")
+
+
+def _retry_after(headers: Any) -> float | None:
+    if headers is None:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        with contextlib.suppress(ValueError):
+            return max(0.0, float(millis) / 1000)
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime  # lazy: rare, and slow to import
+
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class OpenAICompatLLMService:
+    """``LLMService`` for any OpenAI-compatible Chat Completions endpoint.
+
+    Example:
+        >>> from power_loop.llm.config import LLMProviderConfig
+        >>> cfg = LLMProviderConfig(base_url="http://127.0.0.1:9/v1", api_key="k", model="m")
+        >>> llm = OpenAICompatLLMService(cfg)
+        >>> llm.provider, llm.retry_policy.max_attempts
+        ('openai', 4)
+
+    Raises:
+        MissingExtraError: (``extra.missing``) the ``openai`` package is not installed.
+    """
+
+    provider = "openai"
+
+    def __init__(self, config: LLMProviderConfig) -> None:
+        if importlib.util.find_spec("openai") is None:
+            raise MissingExtraError("openai", feature="the OpenAI-compatible transport", module="openai")
+        self.config = config
+        self.retry_policy = LLMRetryPolicy(max_attempts=config.max_retries + 1, total_timeout=None)
+        self.supports_stream = bool(config.extra.get("supports_stream", True))
+        self._debug = bool(config.extra.get("llm_debug", False))
+        # Typed Any: the code serves openai 1.x and 3.x, whose type stubs differ.
+        self._client: Any = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._openai: Any = None
+        self._response_cls: Any = None
+        self._options: dict[str, Any] = {}
+        self._name_maps: dict[tuple[str, ...], ToolNameMap] = {}
+
+    # -- the SDK client -------------------------------------------------------------
+    async def _get_client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            # Connection pools are bound to the event loop that opened them.
+            openai = self._openai = _import_openai()
+            self._client = openai.AsyncOpenAI(
+                base_url=self.config.base_url or None, api_key=self.config.api_key, max_retries=0,
+                timeout=self.config.timeout_s, default_headers=self.config.extra.get("default_headers"),
+            )
+            self._client_loop = loop
+            self._response_cls = _response_class(openai)
+            request_options = getattr(openai, "RequestOptions", None)
+            if "security" in getattr(request_options, "__annotations__", {}):
+                self._options = {"security": {"bearer_auth": True}}  # as create() sends it
+            await _learn_key_order(self._client)
+        return self._client
+
+    async def close(self) -> None:
+        """Close the SDK client (a later call opens a new one)."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    # -- requests ---------------------------------------------------------------------
+    def _name_map(self, tools: list[JSONObject] | None) -> ToolNameMap | None:
+        if not tools:
+            return None
+        names = tuple(str((t.get("function") or {}).get("name")) for t in tools if isinstance(t, dict))
+        name_map = self._name_maps.get(names)
+        if name_map is None:
+            if len(self._name_maps) >= 64:
+                self._name_maps.clear()
+            name_map = self._name_maps[names] = ToolNameMap(names)
+        return name_map
+
+    def build_body(self, request: LLMRequest, *, stream: bool) -> JSONObject:
+        """The JSON body for ``request``, keys in the SDK's ``create()`` order.
+
+        The order is learnt when the first call opens the client; before that the
+        openai 3.x order is used.
+        """
+        cfg = self.config
+        name_map = self._name_map(request.tools)
+        values: JSONObject = {
+            "model": request.model or cfg.model,
+            "messages": _wire_messages(request, name_map),
+            "max_tokens": request.max_tokens or cfg.max_tokens,
+        }
+        temperature = request.temperature if request.temperature is not None else cfg.temperature
+        if temperature is not None:
+            values["temperature"] = temperature
+        if request.tools:
+            values["tools"] = _wire_tools(request.tools, name_map)
+            if request.tool_choice is not None:
+                values["tool_choice"] = _wire_tool_choice(request.tool_choice, name_map)
+        if request.response_format is not None:
+            values["response_format"] = request.response_format
+        if stream:
+            values["stream"] = True
+            values["stream_options"] = {"include_usage": True}
+        order = _key_order or _FALLBACK_KEY_ORDER
+        body = {key: values[key] for key in order if key in values}
+        if request.extra:
+            body.update(request.extra)
+        return body
+
+    async def _post(self, request: LLMRequest, *, stream: bool) -> Any:
+        client = await self._get_client()  # first: it learns the key order build_body uses
+        body = self.build_body(request, stream=stream)
+        if self._debug:
+            logger.debug("openai request: model=%s messages=%d tools=%d stream=%s", body.get("model"),
+                         len(body.get("messages") or ()), len(body.get("tools") or ()), stream)
+        try:
+            return await client.post("/chat/completions", body=body, cast_to=self._response_cls,
+                                     options=self._options, stream=stream)
+        except self._openai.OpenAIError as exc:
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: BaseException) -> LLMProviderError:
+        openai = self._openai
+        if isinstance(exc, openai.APIStatusError):
+            status = int(exc.status_code)
+            body = exc.body
+            detail = body.get("message") if isinstance(body, dict) else None
+            return LLMProviderError(
+                f"openai-compatible endpoint answered HTTP {status}: {detail or exc.message}",
+                provider="openai", status_code=status,
+                retryable=status in _RETRYABLE_STATUS or status >= 500,
+                retry_after_s=_retry_after(exc.response.headers),
+            )
+        if isinstance(exc, openai.APITimeoutError):
+            return LLMProviderError(
+                f"openai-compatible endpoint {self.config.base_url} did not answer within"
+                f" timeout_s={self.config.timeout_s}", provider="openai", retryable=True,
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc
+            return LLMProviderError(
+                f"cannot reach openai-compatible endpoint {self.config.base_url}:"
+                f" {type(cause).__name__}: {cause}",
+                provider="openai", retryable=True,
+            )
+        return LLMProviderError(f"openai SDK error: {type(exc).__name__}: {exc}", provider="openai")
+
+    # -- LLMService -------------------------------------------------------------------
+    async def complete(
+        self,
+        request: LLMRequest,
+        *,
+        on_chunk_delta_text: Callable[[str], Any] | None = None,
+        on_chunk_think: Callable[[str], Any] | None = None,
+        on_stream_end: Callable[[LLMResponse], Any] | None = None,
+    ) -> LLMResponse:
+        """One call; streamed when any callback is given (and ``supports_stream``).
+
+        Raises:
+            LLMProviderError: (``llm.provider_error``) see the module docstring.
+        """
+        streaming = on_chunk_delta_text is not None or on_chunk_think is not None or on_stream_end is not None
+        if streaming and self.supports_stream:
+            assembler = self._assembler(request)
+            async with contextlib.aclosing(self._events(request)) as events:
+                async for data in events:
+                    chunk = assembler.feed(data)
+                    if chunk is not None:
+                        if chunk.think:
+                            await notify(on_chunk_think, chunk.think)
+                        if chunk.delta_text:
+                            await notify(on_chunk_delta_text, chunk.delta_text)
+            response = assembler.response()
+        else:
+            response = await self._complete_once(request)
+            if streaming:
+                if response.think:
+                    await notify(on_chunk_think, response.think)
+                if response.content_text:
+                    await notify(on_chunk_delta_text, response.content_text)
+        await notify(on_stream_end, response)
+        return response
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[LLMStreamChunk]:
+        """Yield the increments of one streamed call, then a final chunk with tool calls and usage."""
+        assembler = self._assembler(request)
+        async with contextlib.aclosing(self._events(request)) as events:
+            async for data in events:
+                chunk = assembler.feed(data)
+                if chunk is not None:
+                    yield chunk
+        response = assembler.response()
+        yield LLMStreamChunk(is_final=True, tool_calls=response.tool_calls, token_usage=response.token_usage)
+
+    def _assembler(self, request: LLMRequest) -> StreamAssembler:
+        name_map = self._name_map(request.tools)
+        return StreamAssembler(request=request, from_wire=name_map.from_wire if name_map else None,
+                               default_model=request.model or self.config.model)
+
+    async def _complete_once(self, request: LLMRequest) -> LLMResponse:
+        response = await self._post(request, stream=False)
+        try:
+            data = json.loads(response.content)
+        except ValueError as exc:
+            raise LLMProviderError(
+                f"openai-compatible endpoint sent invalid JSON (HTTP {response.status_code}): {exc}",
+                provider="openai", status_code=response.status_code, retryable=True,
+            ) from exc
+        if not isinstance(data, dict):
+            raise LLMProviderError("openai-compatible endpoint sent a non-object JSON body",
+                                   provider="openai", status_code=response.status_code, retryable=True)
+        choices = data.get("choices")
+        if not choices:
+            raise LLMProviderError(
+                "openai-compatible endpoint answered without choices (content filter or overload)",
+                provider="openai", status_code=response.status_code, retryable=True,
+            )
+        name_map = self._name_map(request.tools)
+        message = choices[0].get("message") or {}
+        text, think, raw_text, tool_calls = parse_message(message, name_map.from_wire if name_map else None)
+        usage = data.get("usage")
+        token_usage = (usage_from(usage) if isinstance(usage, dict)
+                       else estimated_usage(request, text=raw_text, tool_calls=tool_calls))
+        return build_response(request, text=text, think=think, raw_text=raw_text, tool_calls=tool_calls,
+                         usage=token_usage, finish_reason=choices[0].get("finish_reason"),
+                         model=data.get("model"), raw_message=message, raw_completion=data)
+
+    async def _events(self, request: LLMRequest) -> AsyncGenerator[JSONObject, None]:
+        """The parsed ``data:`` objects of one streamed call; ``{"[DONE]": True}`` at the end."""
+        response = await self._post(request, stream=True)
+        try:
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    yield {"[DONE]": True}
+                    return
+                try:
+                    data = json.loads(payload)
+                except ValueError as exc:
+                    raise LLMProviderError(f"openai-compatible stream sent invalid JSON: {payload[:200]!r}",
+                                           provider="openai", retryable=True) from exc
+                if isinstance(data, dict) and data.get("error"):
+                    error = data["error"]
+                    message = error.get("message") if isinstance(error, dict) else str(error)
+                    raise LLMProviderError(f"openai-compatible stream reported an error: {message}",
+                                           provider="openai", retryable=True)
+                if isinstance(data, dict):
+                    yield data
+        except (LLMProviderError, asyncio.CancelledError, GeneratorExit):
+            raise
+        except Exception as exc:  # the HTTP library's read errors: a cut or timed-out stream
+            raise LLMProviderError(f"openai-compatible stream broke off: {type(exc).__name__}: {exc}",
+                                   provider="openai", retryable=True) from exc
+        finally:
+            await response.aclose()
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatLLMService(base_url={self.config.base_url!r}, model={self.config.model!r})"
+
+
+def _wire_messages(request: LLMRequest, name_map: ToolNameMap | None) -> list[Message]:
+    messages: list[Message] = []
+    if request.system_prompt:
+        messages.append({"role": "system", "content": request.system_prompt})
+    if name_map is None:
+        messages.extend(request.messages)
+        return messages
+    to_wire, unchanged, append = name_map.to_wire, name_map.unchanged, messages.append
+    for message in request.messages:
+        calls = message.get("tool_calls")
+        if calls:
+            # Fast path (long histories): every name is known to be its own wire name.
+            for call in calls:
+                function = call.get("function") if isinstance(call, dict) else None
+                if not isinstance(function, dict) or function.get("name") not in unchanged:
+                    break
+            else:
+                append(message)
+                continue
+            mapped = [_renamed_call(call, to_wire) for call in calls]
+            if any(new is not old for new, old in zip(mapped, calls, strict=True)):
+                message = {**message, "tool_calls": mapped}
+        elif "name" in message and message.get("role") == "tool" and isinstance(message["name"], str):
+            wire = to_wire(message["name"])
+            if wire != message["name"]:
+                message = {**message, "name": wire}
+        append(message)
+    return messages
+
+
+def _renamed_call(call: JSONObject, to_wire: Callable[[str], str]) -> JSONObject:
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        return call
+    wire = to_wire(function["name"])
+    if wire == function["name"]:
+        return call
+    return {**call, "function": {**function, "name": wire}}
+
+
+def _wire_tools(tools: list[JSONObject], name_map: ToolNameMap | None) -> list[JSONObject]:
+    if name_map is None or name_map.is_identity:
+        return tools
+    return [_renamed_call(tool, name_map.to_wire) for tool in tools]
+
+
+def _wire_tool_choice(choice: str | JSONObject, name_map: ToolNameMap | None) -> str | JSONObject:
+    if isinstance(choice, dict) and name_map is not None and not name_map.is_identity:
+        return _renamed_call(choice, name_map.to_wire)
+    return choice
+

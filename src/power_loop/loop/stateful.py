@@ -1,0 +1,459 @@
+"""StatefulAgentLoop: the public handle over an LLM, a store, tools, hooks and events.
+
+The loop holds no authoritative state: sessions live in the store, and the per-session
+window cache is validated by ``next_seq`` on every send. One send at a time per session
+in this process (an asyncio lock per session; sends queue); sessions run concurrently.
+Validation (unknown session, pending tool calls, unknown tool names, bad input) happens
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from power_loop.contracts.cancellation import CancellationLike, CancellationToken
+from power_loop.contracts.errors import (
+    InvalidArgumentError,
+    LoopClosedError,
+    SessionNotFoundError,
+    SessionPendingError,
+    StoreConfigError,
+)
+from power_loop.contracts.events import AgentEventType
+from power_loop.contracts.json import JSONObject, Message
+from power_loop.engine.config import DEFAULT_AGENT_SYSTEM_PROMPT, AgentLoopConfig
+from power_loop.engine.context import RunContext
+from power_loop.engine.result import FollowUpQueued, StatefulResult
+from power_loop.engine.run import execute_run
+from power_loop.engine.tool_calls import answer_calls
+from power_loop.engine.window import SessionWindow
+from power_loop.events.bus import AgentEventBus
+from power_loop.hooks.registry import AgentHooks
+from power_loop.llm.contract import LLMService
+from power_loop.llm.retry import LLMRetryPolicy
+from power_loop.loop.cache import CacheStats, WindowCache
+from power_loop.loop.sync_runner import SyncRunner
+from power_loop.loop.user_input import normalize_user_input
+from power_loop.store.dsn import DEFAULT_DB_PATH, open_store
+from power_loop.store.rows import SchemaPolicy, SessionRow, SessionStatsRow
+from power_loop.store.session_store import SessionStore
+from power_loop.tools.registry import ToolRegistry
+
+logger = logging.getLogger(__name__)
+
+_STREAM_EVENTS = (AgentEventType.STREAM_DELTA, AgentEventType.STREAM_THINK_DELTA, AgentEventType.STREAM_STARTED,
+                  AgentEventType.STREAM_COMPLETED)
+
+
+class StatefulAgentLoop:
+    """Run durable multi-round LLM ⇄ tool sessions.
+
+    Example:
+        >>> loop = StatefulAgentLoop(llm=create_llm_service_from_env(), dsn="app.db")  # doctest: +SKIP
+        >>> sid = await loop.new_session()  # doctest: +SKIP
+        >>> (await loop.send("Hello", session_id=sid)).final_text  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        llm: LLMService,
+        store: SessionStore | None = None,
+        dsn: str | None = None,
+        db_path: str | None = None,
+        table_prefix: str | None = None,
+        schema: SchemaPolicy | str | None = None,
+        config: AgentLoopConfig | None = None,
+        tool_registry: ToolRegistry | None = None,
+        hooks: AgentHooks | None = None,
+        event_bus: AgentEventBus | None = None,
+        max_spawn_depth: int | None = None,
+        session_cache_size: int = 256,
+    ) -> None:
+        if store is not None and (dsn is not None or db_path is not None or table_prefix is not None
+                                  or schema is not None):
+            raise StoreConfigError("pass either store= or dsn=/db_path=/table_prefix=/schema=, not both")
+        if dsn is not None and db_path is not None:
+            raise StoreConfigError("pass dsn= or its alias db_path=, not both")
+        if session_cache_size < 0:
+            raise InvalidArgumentError(f"session_cache_size must be >= 0, got {session_cache_size}")
+        self.llm = llm
+        self.config = config or AgentLoopConfig()
+        self.tool_registry = tool_registry
+        self._hooks = hooks or AgentHooks()
+        self._event_bus = event_bus or AgentEventBus()
+        self._given_store = store
+        self.store: SessionStore | None = store
+        self._dsn = dsn if dsn is not None else (db_path if db_path is not None else DEFAULT_DB_PATH)
+        self._table_prefix = "pl_" if table_prefix is None else table_prefix
+        self._schema = schema
+        self._max_spawn_depth = max_spawn_depth
+        self._store_lock: asyncio.Lock | None = None
+        self._cache = WindowCache(session_cache_size)
+        self._session_locks: dict[str, asyncio.Lock] = {}
+        self._running: dict[str, asyncio.Event] = {}
+        self._leftover_follow_ups: set[str] = set()
+        self._inflight = 0
+        self._idle: asyncio.Event | None = None
+        self._closed = False
+        self._sync = SyncRunner()
+
+    # -- properties ---------------------------------------------------------------------
+    @property
+    def hooks(self) -> AgentHooks:
+        return self._hooks
+
+    @property
+    def event_bus(self) -> AgentEventBus:
+        return self._event_bus
+
+    @property
+    def cache_stats(self) -> CacheStats:
+        return self._cache.stats()
+
+    # -- store --------------------------------------------------------------------------
+    async def ensure_store(self) -> SessionStore:
+        """Open the owned store once (connection and schema errors surface here)."""
+        if self.store is not None:
+            return self.store
+        if self._store_lock is None:
+            self._store_lock = asyncio.Lock()
+        async with self._store_lock:
+            if self.store is None:
+                kwargs: dict[str, Any] = {"table_prefix": self._table_prefix, "schema": self._schema}
+                if self._max_spawn_depth is not None:
+                    kwargs["max_spawn_depth"] = self._max_spawn_depth
+                self.store = await open_store(self._dsn, **kwargs)
+        return self.store
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LoopClosedError("this StatefulAgentLoop is closed; build a new one")
+
+    # -- sessions -----------------------------------------------------------------------
+    async def new_session(self, *, metadata: JSONObject | None = None, system_prompt: str | None = None) -> str:
+        """Create an empty root session and return its id."""
+        self._check_open()
+        if system_prompt is not None and not isinstance(system_prompt, str):
+            raise InvalidArgumentError(f"system_prompt must be a string, got {type(system_prompt).__name__}")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidArgumentError(f"metadata must be a dict, got {type(metadata).__name__}")
+        store = await self.ensure_store()
+        row = await store.create_session(metadata=metadata, system_prompt=system_prompt)
+        self._cache.put(row.session_id, SessionWindow(next_seq=row.next_seq, send_count=row.send_count))
+        return row.session_id
+
+    async def _session(self, session_id: str) -> SessionRow:
+        if not isinstance(session_id, str) or not session_id:
+            raise InvalidArgumentError(f"session_id must be a non-empty string, got {session_id!r}")
+        store = await self.ensure_store()
+        row = await store.get_session(session_id)
+        if row is None:
+            raise SessionNotFoundError(session_id)
+        return row
+
+    async def _window(self, row: SessionRow) -> SessionWindow:
+        window = self._cache.get(row.session_id, row.next_seq)
+        if window is not None:
+            return window
+        assert self.store is not None
+        rows = await self.store.load_active_messages(row.session_id)
+        window = SessionWindow.from_rows(rows, next_seq=row.next_seq, send_count=row.send_count)
+        self._cache.put(row.session_id, window)
+        return window
+
+    def _lock(self, session_id: str) -> asyncio.Lock:
+        lock = self._session_locks.get(session_id)
+        if lock is None:
+            lock = self._session_locks[session_id] = asyncio.Lock()
+        return lock
+
+    # -- prompt and tools ---------------------------------------------------------------
+    def _offered(self, tools: Sequence[str] | ToolRegistry | None) -> ToolRegistry | None:
+        if isinstance(tools, ToolRegistry):
+            return tools
+        if tools is None:
+            return self.tool_registry
+        if isinstance(tools, str):
+            raise InvalidArgumentError("tools= must be a list of tool names or a ToolRegistry, not a string")
+        names = list(tools)
+        base = self.tool_registry or ToolRegistry()
+        return base.subset(names)  # unknown names → ToolNotFound, before any write
+
+    def _system_prompt(self, per_call: str | None, row: SessionRow | None, offered: ToolRegistry | None) -> str:
+        prompt = per_call or (row.system_prompt if row is not None else None) or self.config.system_prompt \
+            or DEFAULT_AGENT_SYSTEM_PROMPT
+        if self.config.inject_tool_descriptions and offered is not None and len(offered.names()) > 0:
+            lines = [self.config.tool_catalog_header]
+            for d in offered.definitions():
+                summary = (d.description or "").strip().splitlines()
+                lines.append(f"- {d.name}: {summary[0] if summary else ''}".rstrip())
+            prompt = prompt + "\n\n" + "\n".join(lines)
+        return prompt
+
+    async def resolve_system_prompt(self, *, session_id: str | None = None) -> str:
+        """The exact system prompt the next send would use."""
+        row = await self._session(session_id) if session_id is not None else None
+        return self._system_prompt(None, row, self.tool_registry)
+
+    def _retry_policy(self) -> tuple[LLMService, LLMRetryPolicy]:
+        llm = self.llm
+        inner = getattr(llm, "inner", None)
+        wrapped_policy = getattr(llm, "retry_policy", None)
+        if inner is not None and isinstance(wrapped_policy, LLMRetryPolicy):
+            llm = inner  # a with_retry() service: unwrap so retries never stack
+        if self.config.retry_policy is not None:
+            return llm, self.config.retry_policy
+        if isinstance(wrapped_policy, LLMRetryPolicy):
+            return llm, wrapped_policy
+        own = getattr(llm, "retry_policy", None)
+        if isinstance(own, LLMRetryPolicy):
+            return llm, own
+        return llm, LLMRetryPolicy(total_timeout=None)
+
+    def _streaming(self) -> bool:
+        if self.config.stream is not None:
+            return self.config.stream
+        return any(self._event_bus.wants(t) for t in _STREAM_EVENTS)
+
+    # -- running ------------------------------------------------------------------------
+    async def send(
+        self,
+        user_input: str | JSONObject,
+        session_id: str,
+        *,
+        stop_event: CancellationLike = None,
+        tools: Sequence[str] | ToolRegistry | None = None,
+        system_prompt: str | None = None,
+        heal_pending: bool = False,
+    ) -> StatefulResult:
+        """Append ``user_input`` to the session and run rounds until the model answers.
+
+        Raises:
+            SessionNotFoundError: ``session.not_found``.
+            SessionPendingError: ``session.pending`` — unresolved tool calls (unless ``heal_pending``).
+            ToolNotFound: ``tool.not_found`` — ``tools=`` names an unregistered tool.
+            InvalidArgumentError: ``invalid_argument`` — empty or non-text input.
+            LoopClosedError: ``loop.closed``.
+        """
+        self._check_open()
+        message = normalize_user_input(user_input)
+        offered = self._offered(tools)
+        return await self._run(session_id, message=message, stop_event=stop_event, offered=offered,
+                               system_prompt=system_prompt, heal_pending=heal_pending, resume=False)
+
+    async def resume(self, session_id: str, *, stop_event: CancellationLike = None) -> StatefulResult:
+        """Run the pending round's unresolved tool calls, then continue without new input."""
+        self._check_open()
+        return await self._run(session_id, message=None, stop_event=stop_event, offered=self.tool_registry,
+                               system_prompt=None, heal_pending=False, resume=True)
+
+    async def _run(self, session_id: str, *, message: Message | None, stop_event: CancellationLike,
+                   offered: ToolRegistry | None, system_prompt: str | None, heal_pending: bool,
+                   resume: bool) -> StatefulResult:
+        self._enter()
+        try:
+            async with self._lock(session_id):
+                row = await self._session(session_id)
+                window = await self._window(row)
+                pending = window.pending()
+                heal_calls: list[JSONObject] = []
+                resume_calls: list[JSONObject] = []
+                resume_round: int | None = None
+                if pending is not None:
+                    if resume:
+                        resume_calls, resume_round = pending.tool_calls, pending.round_index
+                    elif heal_pending:
+                        heal_calls = pending.tool_calls
+                    else:
+                        raise SessionPendingError(session_id, assistant_seq=pending.assistant_seq,
+                                                  pending_tool_calls=pending.tool_calls)
+                if resume and resume_calls and offered is None:
+                    return StatefulResult(session_id=session_id, status="pending_tools",
+                                          pending_tool_calls=resume_calls)
+                signal = asyncio.Event()
+                if session_id in self._leftover_follow_ups:
+                    self._leftover_follow_ups.discard(session_id)
+                    signal.set()
+                self._running[session_id] = signal
+                llm, policy = self._retry_policy()
+                ctx = RunContext(
+                    store=await self.ensure_store(), llm=llm, retry_policy=policy, config=self.config,
+                    hooks=self._hooks, bus=self._event_bus, session_id=session_id, window=window,
+                    token=CancellationToken.from_any(stop_event), has_stop_event=stop_event is not None,
+                    registry=offered, system_prompt=self._system_prompt(system_prompt, row, offered),
+                    tools_payload=offered.to_openai_tools() if offered is not None and offered.names() else None,
+                    send_index=None if message is None else window.send_count + 1, stream=self._streaming(),
+                    follow_up_signal=signal,
+                )
+                try:
+                    return await execute_run(ctx, opening=[message] if message is not None else [],
+                                             start_send=message is not None, heal_calls=heal_calls,
+                                             resume_calls=resume_calls, resume_round=resume_round)
+                except BaseException:
+                    self._cache.drop(session_id)  # the window may be ahead of or behind the store
+                    raise
+                finally:
+                    self._running.pop(session_id, None)
+                    if signal.is_set():
+                        self._leftover_follow_ups.add(session_id)
+        finally:
+            self._leave()
+
+    async def follow_up(
+        self,
+        user_input: str | JSONObject,
+        session_id: str,
+        *,
+        stop_event: CancellationLike = None,
+        tools: Sequence[str] | ToolRegistry | None = None,
+        system_prompt: str | None = None,
+    ) -> StatefulResult | FollowUpQueued:
+        """Queue into a running send at its next round boundary, or send now when idle."""
+        self._check_open()
+        message = normalize_user_input(user_input)
+        signal = self._running.get(session_id)
+        if signal is None:
+            return await self.send(message, session_id, stop_event=stop_event, tools=tools,
+                                   system_prompt=system_prompt)
+        store = await self.ensure_store()
+        depth = await store.enqueue_follow_up(session_id, message.get("content"))
+        signal.set()
+        return FollowUpQueued(session_id=session_id, queue_depth=depth)
+
+    async def abort_pending(self, session_id: str, *, reason: str = "aborted") -> int:
+        """Answer every unresolved tool call with ``<aborted: {reason}>``; return how many."""
+        self._check_open()
+        async with self._lock(session_id):
+            row = await self._session(session_id)
+            window = await self._window(row)
+            pending = window.pending()
+            if pending is None:
+                return 0
+            llm, policy = self._retry_policy()
+            ctx = RunContext(
+                store=await self.ensure_store(), llm=llm, retry_policy=policy, config=self.config,
+                hooks=self._hooks, bus=self._event_bus, session_id=session_id, window=window,
+                token=CancellationToken.never(), has_stop_event=False, registry=None, system_prompt="",
+                tools_payload=None, send_index=None, stream=False,
+            )
+            try:
+                await answer_calls(ctx, pending.tool_calls, f"<aborted: {reason}>", round_index=pending.round_index)
+            except BaseException:
+                self._cache.drop(session_id)
+                raise
+            return len(pending.tool_calls)
+
+    # -- reads --------------------------------------------------------------------------
+    async def get_messages(self, session_id: str, *, include_compacted: bool = False) -> list[Message]:
+        """The active history as messages (or the whole audit log)."""
+        row = await self._session(session_id)
+        assert self.store is not None
+        if include_compacted:
+            return [r.to_message() for r in await self.store.load_all_messages(session_id)]
+        return list((await self._window(row)).messages)
+
+    async def get_pending(self, session_id: str) -> JSONObject | None:
+        """``{"assistant_seq", "round_index", "tool_calls", "pending_interactions"}`` or None."""
+        row = await self._session(session_id)
+        pending = (await self._window(row)).pending()
+        if pending is None:
+            return None
+        return {"assistant_seq": pending.assistant_seq, "round_index": pending.round_index,
+                "tool_calls": pending.tool_calls, "pending_interactions": []}
+
+    async def prewarm(self, session_id: str) -> bool:
+        """Load the session's active window into the cache; False for an unknown session."""
+        try:
+            row = await self._session(session_id)
+        except SessionNotFoundError:
+            return False
+        await self._window(row)
+        return True
+
+    async def get_session_stats(self, session_id: str) -> SessionStatsRow | None:
+        await self._session(session_id)
+        assert self.store is not None
+        return await self.store.get_session_stats(session_id)
+
+    async def list_session_stats(self) -> list[SessionStatsRow]:
+        store = await self.ensure_store()
+        return await store.list_session_stats()
+
+    async def close_session(self, session_id: str, *, cascade: bool = True) -> int:
+        """Delete the session (and its sub-agent subtree) with everything it owns."""
+        self._check_open()
+        async with self._lock(session_id):
+            await self._session(session_id)
+            assert self.store is not None
+            deleted = await self.store.close_session(session_id, cascade=cascade)
+            self._cache.clear()
+            return deleted
+
+    # -- sync API -----------------------------------------------------------------------
+    def send_sync(self, user_input: str | JSONObject, session_id: str, **kwargs: Any) -> StatefulResult:
+        """Blocking ``send`` on the loop's background event loop."""
+        return self._sync.run(self.send(user_input, session_id, **kwargs), what="send")
+
+    def follow_up_sync(self, user_input: str | JSONObject, session_id: str,
+                       **kwargs: Any) -> StatefulResult | FollowUpQueued:
+        return self._sync.run(self.follow_up(user_input, session_id, **kwargs), what="follow_up")
+
+    def new_session_sync(self, **kwargs: Any) -> str:
+        return self._sync.run(self.new_session(**kwargs), what="new_session")
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def _enter(self) -> None:
+        self._inflight += 1
+
+    def _leave(self) -> None:
+        self._inflight -= 1
+        if self._inflight == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def aclose(self, *, drain_timeout_s: float = 30.0) -> None:
+        """Refuse new work, let in-flight sends finish, drain subscribers, close an owned store."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._inflight:
+            self._idle = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._idle.wait(), drain_timeout_s)
+            except asyncio.TimeoutError:
+                logger.warning("aclose: %d send(s) still running after %.1fs", self._inflight, drain_timeout_s)
+        await self._event_bus.drain(timeout=drain_timeout_s)
+        if self._given_store is None and self.store is not None:
+            try:
+                await self.store.checkpoint()
+            finally:
+                await self.store.close()
+        self._sync.stop()
+
+    def close(self) -> None:
+        """Abrupt, synchronous close: no drain."""
+        self._closed = True
+        store = self.store if self._given_store is None else None
+        if store is not None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is not None:
+                logger.warning("close() inside a running event loop only schedules the store close; "
+                               "prefer 'await loop.aclose()'")
+                running.create_task(store.close())
+            elif self._sync.loop is not None:
+                asyncio.run_coroutine_threadsafe(store.close(), self._sync.loop).result(10)
+            else:
+                asyncio.run(store.close())
+        self._sync.stop()
+
+    async def __aenter__(self) -> StatefulAgentLoop:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,399 @@
+"""The SQLite backend: stdlib ``sqlite3`` behind the async ``Database`` port.
+
+One writer connection lives on its own thread and a separate reader connection on
+another, so the event loop never blocks and reads never wait behind writes (WAL lets
+readers see the last commit while a write is in flight). Invariants:
+
+* A ``write`` batch is one job on the writer thread: ``BEGIN IMMEDIATE``, every
+  statement, ``COMMIT`` — one thread hop per batch. ``BEGIN IMMEDIATE`` takes the
+  database write lock up front, so writers in other processes serialise (waiting up to
+  ``busy_timeout_ms``) instead of failing mid-transaction.
+* Jobs on a thread run in submission order. An interactive ``transaction()`` holds
+  ``_wlock`` from BEGIN to COMMIT; a ``write`` only waits for that lock when it is held,
+  and anything it queued before the lock was taken finishes before BEGIN runs.
+* ``:memory:`` has one connection (and thread) for both roles; there, reads also wait
+  for an open interactive transaction, so they never see one half-applied.
+* A cancelled caller does not cancel a job already queued: a write whose awaiting task
+  is cancelled may still commit (as with any database driver).
+* Every ``sqlite3.Error`` is raised as a ``StoreError`` (``StoreConnectError`` when the
+  file cannot be opened), chained with ``from``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import weakref
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from power_loop.contracts.errors import InvalidArgumentError, StoreConnectError, StoreError
+from power_loop.store.backends.job_thread import JobThread, stop_queues
+from power_loop.store.dialects.sqlite import SQLiteDialect
+from power_loop.store.port import (
+    Database,
+    DBCounters,
+    Dialect,
+    Params,
+    Row,
+    Stmt,
+    Transaction,
+    WriteConflict,
+)
+
+if TYPE_CHECKING:
+    from power_loop.store.dsn import ParsedDSN
+
+MEMORY = ":memory:"
+CHECKPOINT_MODES = ("PASSIVE", "FULL", "RESTART", "TRUNCATE")
+
+
+def _translate(exc: sqlite3.Error, path: str) -> StoreError:
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and "unable to open" in text:
+        return StoreConnectError(f"cannot open SQLite database {path!r}: {text} (does its directory exist?)")
+    return StoreError(f"SQLite error on {path!r}: {text}")
+
+
+class SQLiteDatabase:
+    """``Database`` over one SQLite file (WAL) or an in-memory database.
+
+    Build it with ``await SQLiteDatabase.open(path)``; ``close()`` when done.
+    """
+
+    def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = path
+        self.dialect: Dialect = SQLiteDialect()
+        self.counters = DBCounters()
+        self.busy_timeout_ms = busy_timeout_ms
+        self.is_memory = path == MEMORY
+        self._closed = False
+        self._has_written = False
+        """Whether anything was committed: ``close()`` only runs ``PRAGMA optimize`` then,
+        so opening and closing a database (even one refused as too new) never writes to it."""
+        self._wlock = asyncio.Lock()
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._writer = JobThread("power_loop-sqlite-writer")
+        self._reader = self._writer if self.is_memory else JobThread("power_loop-sqlite-reader")
+        queues = (self._writer.queue,) if self.is_memory else (self._writer.queue, self._reader.queue)
+        # Stops the threads if the database is garbage-collected without close().
+        self._finalizer = weakref.finalize(self, stop_queues, queues)
+
+    @classmethod
+    async def open(cls, path: str, *, busy_timeout_ms: int = 10_000) -> SQLiteDatabase:
+        """Open (creating if needed) the database at ``path``, or ``":memory:"``.
+
+        Raises:
+            StoreConnectError: ``store.connect_failed`` — the file cannot be opened.
+            StoreError: ``store.error`` — any other SQLite failure.
+        """
+        db = cls(path, busy_timeout_ms=busy_timeout_ms)
+        try:
+            await db._writer.submit(db._open_writer)
+            if not db.is_memory:
+                await db._reader.submit(db._open_reader)
+        except BaseException:
+            await db.close()
+            raise
+        return db
+
+    # -- jobs run on the worker threads --------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None, cached_statements=256
+            )
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+        return conn
+
+    def _open_writer(self, _a: None, _b: None) -> None:
+        conn = self._wconn = self._connect()
+        try:
+            # auto_vacuum takes effect only on an empty database, and setting it on an
+            # existing one still writes its header: opening must never write.
+            if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            if not self.is_memory:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            conn.execute("PRAGMA foreign_keys = OFF")
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+        if self.is_memory:
+            self._rconn = conn
+
+    def _open_reader(self, _a: None, _b: None) -> None:
+        conn = self._rconn = self._connect()
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            conn.execute("PRAGMA query_only = ON")
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+
+    def _fetchone_job(self, sql: str, params: Params) -> Row | None:
+        assert self._rconn is not None
+        try:
+            cur = self._rconn.execute(sql, params)
+            row: Row | None = cur.fetchone()
+            cur.close()  # resets the statement: no read snapshot stays open
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+        return row
+
+    def _fetchall_job(self, sql: str, params: Params) -> list[Row]:
+        assert self._rconn is not None
+        try:
+            rows: list[Row] = self._rconn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+        return rows
+
+    def _write_job(self, stmts: Sequence[Stmt], _b: None) -> list[int]:
+        conn = self._wconn
+        assert conn is not None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            counts: list[int] = []
+            for stmt in stmts:
+                n = conn.execute(stmt.sql, stmt.params).rowcount
+                if stmt.expect_rows is not None and n != stmt.expect_rows:
+                    conn.execute("ROLLBACK")
+                    raise WriteConflict(
+                        f"fenced statement affected {n} row(s), expected {stmt.expect_rows}; nothing was"
+                        f" written: {stmt.sql}",
+                        sql=stmt.sql, expected=stmt.expect_rows, actual=n,
+                    )
+                counts.append(n)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback_quietly(conn)
+            raise _translate(exc, self.path) from exc
+        return counts
+
+    def _tx_exec_job(self, sql: str, params: Params) -> int:
+        """A statement of an interactive transaction (BEGIN and COMMIT included)."""
+        assert self._wconn is not None
+        try:
+            return self._wconn.execute(sql, params).rowcount
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+
+    def _tx_fetch_job(self, sql: str, params: Params) -> list[Row]:
+        assert self._wconn is not None
+        try:
+            rows: list[Row] = self._wconn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+        return rows
+
+    def _rollback_job(self, _a: None, _b: None) -> None:
+        assert self._wconn is not None
+        self._rollback_quietly(self._wconn)
+
+    def _maintenance_job(self, sql: str, _b: None) -> list[Row]:
+        assert self._wconn is not None
+        try:
+            rows: list[Row] = self._wconn.execute(sql).fetchall()
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+        return rows
+
+    def _backup_job(self, dest_path: str, _b: None) -> None:
+        assert self._wconn is not None
+        try:
+            dest = sqlite3.connect(dest_path)
+            try:
+                self._wconn.backup(dest)
+            finally:
+                dest.close()
+        except sqlite3.Error as exc:
+            raise _translate(exc, dest_path) from exc
+
+    def _close_job(self, conn: sqlite3.Connection | None, optimize: bool) -> None:
+        if conn is None:
+            return
+        if optimize:
+            with suppress(sqlite3.Error):  # best effort; the close below is what matters
+                conn.execute("PRAGMA optimize")
+        conn.close()
+
+    @staticmethod
+    def _rollback_quietly(conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            with suppress(sqlite3.Error):  # the connection already rolled back (e.g. SQLITE_FULL)
+                conn.execute("ROLLBACK")
+
+    # -- the Database port ---------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"SQLite database {self.path!r} is closed")
+
+    async def _after_lock(self, thread: JobThread, fn: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
+        """Run a job once ``_wlock`` is free (the slow path: a transaction or close is under way)."""
+        async with self._wlock:
+            self._check_open()  # close() may have stopped the threads while this task waited
+            return await thread.submit(fn, a, b)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        """One row of a read, or ``None``; runs on the reader thread."""
+        if self._closed:
+            self._check_open()
+        counters = self.counters
+        counters.reads += 1
+        counters.statements += 1
+        if self.is_memory and self._wlock.locked():
+            row: Row | None = await self._after_lock(self._reader, self._fetchone_job, sql, params)
+        else:
+            row = await self._reader.submit(self._fetchone_job, sql, params)
+        return row
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        """Every row of a read; runs on the reader thread."""
+        if self._closed:
+            self._check_open()
+        counters = self.counters
+        counters.reads += 1
+        counters.statements += 1
+        if self.is_memory and self._wlock.locked():
+            rows: list[Row] = await self._after_lock(self._reader, self._fetchall_job, sql, params)
+        else:
+            rows = await self._reader.submit(self._fetchall_job, sql, params)
+        return rows
+
+    async def write(self, stmts: Sequence[Stmt]) -> list[int]:
+        """Run ``stmts`` in one ``BEGIN IMMEDIATE`` transaction, in one hop to the writer.
+
+        Raises:
+            WriteConflict: ``store.write_conflict`` — an ``expect_rows`` mismatch (rolled back).
+            StoreError: ``store.error`` — SQLite failed (rolled back).
+        """
+        if self._closed:
+            self._check_open()
+        if self._wlock.locked():
+            counts: list[int] = await self._after_lock(self._writer, self._write_job, stmts, None)
+        else:
+            counts = await self._writer.submit(self._write_job, stmts)
+        counters = self.counters
+        counters.commits += 1
+        counters.statements += len(stmts)
+        self._has_written = True
+        return counts
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_SQLiteTransaction]:
+        """An interactive ``BEGIN IMMEDIATE`` transaction on the writer connection.
+
+        Committed on clean exit, rolled back when the block raises (or is cancelled).
+        """
+        self._check_open()
+        async with self._wlock:
+            self._check_open()
+            tx = _SQLiteTransaction(self)
+            try:
+                await self._writer.submit(self._tx_exec_job, "BEGIN IMMEDIATE", ())
+                yield tx
+                tx.is_open = False
+                await self._writer.submit(self._tx_exec_job, "COMMIT", ())
+            except BaseException:
+                tx.is_open = False
+                # Queued behind every job of this transaction (one thread, FIFO), so it
+                # runs even if this task is cancelled again while awaiting it.
+                await self._writer.submit(self._rollback_job)
+                raise
+            self.counters.commits += 1
+            self._has_written = True
+
+    async def close(self) -> None:
+        """Close both connections and stop both threads; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        async with self._wlock:
+            try:
+                if not self.is_memory:
+                    await self._reader.submit(self._close_job, self._rconn, False)
+                await self._writer.submit(self._close_job, self._wconn, self._has_written)
+            finally:
+                self._wconn = self._rconn = None
+                self._finalizer()
+
+    # -- maintenance capabilities (see SessionStore.vacuum/checkpoint/backup) -------------
+    async def vacuum(self, *, incremental: bool = True) -> None:
+        """Reclaim free pages: ``PRAGMA incremental_vacuum`` or a full ``VACUUM``."""
+        self._check_open()
+        sql = "PRAGMA incremental_vacuum" if incremental else "VACUUM"
+        await self._after_lock(self._writer, self._maintenance_job, sql, None)
+
+    async def checkpoint(self, *, mode: str = "TRUNCATE") -> None:
+        """Copy the WAL into the database file (``PASSIVE``/``FULL``/``RESTART``/``TRUNCATE``).
+
+        Raises:
+            InvalidArgumentError: ``invalid_argument`` — unknown mode.
+        """
+        upper = str(mode).upper()
+        if upper not in CHECKPOINT_MODES:
+            raise InvalidArgumentError(
+                f"checkpoint mode {mode!r} is not one of {', '.join(CHECKPOINT_MODES)}"
+            )
+        self._check_open()
+        if self.is_memory:
+            return
+        await self._after_lock(self._writer, self._maintenance_job, f"PRAGMA wal_checkpoint({upper})", None)
+
+    async def backup(self, dest_path: str | Path) -> None:
+        """Write a consistent copy of the whole database to ``dest_path`` (a new SQLite file)."""
+        self._check_open()
+        await self._after_lock(self._writer, self._backup_job, str(dest_path), None)
+
+    def __repr__(self) -> str:
+        return f"SQLiteDatabase({self.path!r}{', closed' if self._closed else ''})"
+
+
+class _SQLiteTransaction:
+    """``Transaction`` on the writer connection; valid only inside its ``async with``."""
+
+    __slots__ = ("_db", "is_open")
+
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self._db = db
+        self.is_open = True
+
+    def _submit(self, fn: Callable[[Any, Any], Any], sql: str, params: Params) -> asyncio.Future[Any]:
+        if not self.is_open:
+            raise StoreError("transaction already finished: use it only inside its 'async with' block")
+        self._db.counters.statements += 1
+        return self._db._writer.submit(fn, sql, params)
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; return the affected row count."""
+        count: int = await self._submit(self._db._tx_exec_job, sql, params)
+        return count
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        """The first row of a read inside the transaction, or ``None``."""
+        rows: list[Row] = await self._submit(self._db._tx_fetch_job, sql, params)
+        return rows[0] if rows else None
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        """Every row of a read inside the transaction."""
+        rows: list[Row] = await self._submit(self._db._tx_fetch_job, sql, params)
+        return rows
+
+
+async def connect(dsn: ParsedDSN) -> SQLiteDatabase:
+    """Open the database a parsed ``sqlite`` DSN names (the backend entry point of ``open_store``)."""
+    return await SQLiteDatabase.open(dsn.path)
+
+
+if TYPE_CHECKING:  # mypy proves the structural conformance the rest of the store relies on
+
+    def _is_database(db: SQLiteDatabase) -> Database:
+        return db
+
+    def _is_transaction(tx: _SQLiteTransaction) -> Transaction:
+        return tx

@@ -1,0 +1,73 @@
+"""Upsert syntaxes shared by the dialects: the two forms every supported engine accepts.
+
+``on_conflict_upsert`` is the SQLite/PostgreSQL form (``ON CONFLICT (key) DO UPDATE``);
+``on_duplicate_key_upsert`` is the MySQL/MariaDB form with ``VALUES(col)`` — never the
+MySQL-8-only row alias, which MariaDB rejects. Both keep the port's conventions:
+
+* placeholders are ``?``, one per inserted column, in ``columns`` order;
+* an ``update`` entry ``"+col"`` adds the inserted value to the stored one, ``"col"``
+  overwrites it; columns not listed keep their stored value;
+* an empty ``update`` is an insert-or-ignore that reports 0 affected rows on a
+  conflict, so ``Stmt(expect_rows=1)`` detects an existing key.
+
+Increments are qualified with the table name (``t.col + excluded.col``): PostgreSQL
+rejects the bare ``col`` as ambiguous between the row and ``excluded``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def _insert(table: str, columns: Sequence[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+def on_conflict_upsert(table: str, columns: Sequence[str], key: Sequence[str], update: Sequence[str]) -> str:
+    """``INSERT … ON CONFLICT (key) DO UPDATE SET …`` (SQLite ≥ 3.24, PostgreSQL ≥ 9.5).
+
+    Args:
+        table: The prefixed table name.
+        columns: Inserted columns, one ``?`` each.
+        key: The conflict target (the primary key or a unique index).
+        update: Columns to overwrite, or ``"+col"`` to increment; empty: do nothing.
+
+    Returns:
+        The statement, with ``?`` placeholders.
+    """
+    head = f"{_insert(table, columns)} ON CONFLICT ({', '.join(key)})"
+    if not update:
+        return head + " DO NOTHING"
+    sets = [
+        f"{col[1:]} = {table}.{col[1:]} + excluded.{col[1:]}" if col.startswith("+")
+        else f"{col} = excluded.{col}"
+        for col in update
+    ]
+    return f"{head} DO UPDATE SET {', '.join(sets)}"
+
+
+def on_duplicate_key_upsert(table: str, columns: Sequence[str], key: Sequence[str],
+                            update: Sequence[str]) -> str:
+    """``INSERT … ON DUPLICATE KEY UPDATE col = VALUES(col)`` (MySQL 5.7+/8.x, MariaDB 10.x).
+
+    The conflict target is implied by the table's keys; ``key`` only names a column the
+    insert-or-ignore form may assign to itself (a no-op that reports 0 affected rows
+    when the client does not ask for found rows).
+
+    Args:
+        table: The prefixed table name.
+        columns: Inserted columns, one ``?`` each.
+        key: The primary key columns.
+        update: Columns to overwrite, or ``"+col"`` to increment; empty: do nothing.
+
+    Returns:
+        The statement, with ``?`` placeholders.
+    """
+    head = f"{_insert(table, columns)} ON DUPLICATE KEY UPDATE "
+    if not update:
+        return head + f"{key[0]} = {key[0]}"
+    sets = [
+        f"{col[1:]} = {col[1:]} + VALUES({col[1:]})" if col.startswith("+") else f"{col} = VALUES({col})"
+        for col in update
+    ]
+    return head + ", ".join(sets)

@@ -1,0 +1,51 @@
+"""The SQLite dialect: ``?`` placeholders as written, five logical types, no row locks.
+
+SQLite serialises writers with ``BEGIN IMMEDIATE`` (the backend's job), so a locking
+read needs no suffix. Types follow SQLite's affinities: every text kind is ``TEXT``,
+every integer kind ``INTEGER``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from power_loop.contracts.errors import InvalidArgumentError
+from power_loop.store.dialects.base import on_conflict_upsert
+
+_TYPES = {"key": "TEXT", "text": "TEXT", "int": "INTEGER", "bigint": "INTEGER", "json": "TEXT"}
+
+
+class SQLiteDialect:
+    """``Dialect`` for SQLite ≥ 3.24 (upsert syntax)."""
+
+    name: str = "sqlite"
+    inline_indexes: bool = False
+    """SQLite has ``CREATE INDEX IF NOT EXISTS``."""
+
+    def render(self, sql: str) -> str:
+        """Return ``sql`` unchanged: the sqlite3 module takes ``?`` placeholders."""
+        return sql
+
+    def column_type(self, logical: str) -> str:
+        """Map a logical type to its SQLite type.
+
+        Raises:
+            InvalidArgumentError: ``invalid_argument`` — not a logical type.
+        """
+        try:
+            return _TYPES[logical]
+        except KeyError:
+            raise InvalidArgumentError(
+                f"unknown logical column type {logical!r}: use one of {', '.join(_TYPES)}"
+            ) from None
+
+    def upsert(self, table: str, columns: Sequence[str], key: Sequence[str], update: Sequence[str]) -> str:
+        """``INSERT … ON CONFLICT (key) DO UPDATE SET …``; see ``dialects.base``."""
+        return on_conflict_upsert(table, columns, key, update)
+
+    def lock_suffix(self) -> str:
+        """``""``: SQLite locks the database, not rows."""
+        return ""
+
+    def __repr__(self) -> str:
+        return "SQLiteDialect()"

@@ -1,0 +1,137 @@
+"""The message log: an append-only audit trail, numbered per session by ``seq``.
+
+Invariants: rows are only ever inserted (a fold changes ``state``, never content);
+seqs of one session are contiguous from 1, assigned by the append that wins the
+session's ``next_seq`` fence in the same transaction; ``content``, ``tool_calls`` and
+``meta`` are stored as JSON text and decode to what was appended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from power_loop.contracts.errors import InvalidArgumentError
+from power_loop.store.codec import EMPTY_OBJECT, decode_json, decode_object, encode_json
+from power_loop.store.port import Dialect, Row, Stmt
+from power_loop.store.rows import MessageRow, MessageState, NewMessage
+from power_loop.store.schema import MESSAGES
+
+COLUMNS = (
+    "session_id", "seq", "role", "name", "content", "tool_calls", "tool_call_id", "round_index", "send_index",
+    "state", "meta", "created_at",
+)
+ROWS_PER_INSERT = 256
+"""Rows per multi-row ``INSERT`` (12 parameters each: far below every engine's limit)."""
+_ACTIVE = MessageState.ACTIVE.value
+_CACHED_INSERTS = 16
+
+
+class MessageQueries:
+    """The rendered SQL of the messages table for one dialect and prefix."""
+
+    __slots__ = ("_head", "_inserts", "_render", "load_active", "load_all")
+
+    def __init__(self, dialect: Dialect, table_prefix: str) -> None:
+        t = f"{table_prefix}{MESSAGES.name}"
+        cols = ", ".join(COLUMNS)
+        self._render = dialect.render
+        self._head = f"INSERT INTO {t} ({cols}) VALUES "
+        self._inserts: dict[int, str] = {}
+        self.load_active = dialect.render(
+            f"SELECT {cols} FROM {t} WHERE session_id = ? AND state = '{_ACTIVE}' ORDER BY seq"
+        )
+        self.load_all = dialect.render(f"SELECT {cols} FROM {t} WHERE session_id = ? ORDER BY seq")
+
+    def insert(self, n: int) -> str:
+        """A rendered ``INSERT`` of ``n`` rows (cached for small ``n``)."""
+        sql = self._inserts.get(n)
+        if sql is None:
+            group = "(" + ", ".join("?" * len(COLUMNS)) + ")"
+            sql = self._render(self._head + ", ".join([group] * n))
+            if n <= _CACHED_INSERTS:
+                self._inserts[n] = sql
+        return sql
+
+    def insert_stmts(self, params: list[Any], n: int) -> list[Stmt]:
+        """``INSERT`` statements for ``n`` rows whose parameters are flattened in ``params``."""
+        if n <= ROWS_PER_INSERT:
+            return [Stmt(self.insert(n), params)]
+        width = len(COLUMNS)
+        stmts = []
+        for start in range(0, n, ROWS_PER_INSERT):
+            k = min(ROWS_PER_INSERT, n - start)
+            stmts.append(Stmt(self.insert(k), params[start * width:(start + k) * width]))
+        return stmts
+
+
+def encode_messages(session_id: str, messages: Sequence[NewMessage], first_seq: int,
+                    now: int) -> tuple[list[Any], list[MessageRow]]:
+    """Validate and encode ``messages`` numbered from ``first_seq``.
+
+    Returns:
+        The flattened ``COLUMNS`` parameters of every row, and the ``MessageRow`` each
+        stores (values equal to what a load decodes).
+
+    Raises:
+        InvalidArgumentError: ``invalid_argument`` — every bad message, at once.
+    """
+    params: list[Any] = []
+    rows: list[MessageRow] = []
+    problems: list[str] = []
+    seq = first_seq
+    for i, m in enumerate(messages):
+        try:
+            content_text = encode_json(m.content)
+            calls = m.tool_calls
+            calls_text = None if calls is None else encode_json(calls)
+            meta = m.meta
+            meta_text = EMPTY_OBJECT if not meta else encode_json(meta)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"message {i} ({getattr(m, 'role', '?')!r}) is not JSON-serialisable: {exc}")
+            continue
+        bad = _shape_problem(m)
+        if bad:
+            problems.append(f"message {i}: {bad}")
+            continue
+        content = m.content
+        if content is not None and type(content) is not str:
+            content = decode_json(content_text)  # what a load returns (tuples become lists, ...)
+        params += (session_id, seq, m.role, m.name, content_text, calls_text, m.tool_call_id,
+                   m.round_index, m.send_index, _ACTIVE, meta_text, now)
+        rows.append(MessageRow(
+            session_id=session_id, seq=seq, role=m.role, name=m.name, content=content,
+            tool_calls=None if calls_text is None else decode_json(calls_text), tool_call_id=m.tool_call_id,
+            round_index=m.round_index, state=_ACTIVE, meta={} if not meta else decode_json(meta_text),
+            created_at=now, send_index=m.send_index,
+        ))
+        seq += 1
+    if problems:
+        raise InvalidArgumentError("append_messages: " + "; ".join(problems))
+    return params, rows
+
+
+def _shape_problem(m: NewMessage) -> str | None:
+    if type(m.role) is not str or not m.role:
+        return f"role must be a non-empty string, got {m.role!r}"
+    for what, value in (("name", m.name), ("tool_call_id", m.tool_call_id)):
+        if value is not None and type(value) is not str:
+            return f"{what} must be a string or None, got {type(value).__name__}"
+    for what, index in (("round_index", m.round_index), ("send_index", m.send_index)):
+        if index is not None and (type(index) is not int):
+            return f"{what} must be an int or None, got {index!r}"
+    if m.tool_calls is not None and not isinstance(m.tool_calls, list):
+        return f"tool_calls must be a list or None, got {type(m.tool_calls).__name__}"
+    if not isinstance(m.meta, dict):
+        return f"meta must be a dict, got {type(m.meta).__name__}"
+    return None
+
+
+def message_from_row(row: Row) -> MessageRow:
+    """Decode a row selected with ``COLUMNS``."""
+    calls = row[5]
+    return MessageRow(
+        session_id=row[0], seq=int(row[1]), role=row[2], name=row[3], content=decode_json(row[4]),
+        tool_calls=None if calls is None else decode_json(calls), tool_call_id=row[6], round_index=row[7],
+        send_index=row[8], state=row[9], meta=decode_object(row[10]), created_at=int(row[11]),
+    )

@@ -1,0 +1,304 @@
+"""SessionStore: the store's one public object, a thin facade over the per-table modules.
+
+Invariants: every write is one transaction and bad input is rejected before it; an
+append is exactly one ``Database.write`` batch (one commit) that fences on the
+session's ``next_seq`` and carries the send's stats and consumed follow-ups, so the
+messages and everything describing them change together or not at all. SQL strings
+are rendered once per store; the hot paths (``append_messages``, ``get_session``) only
+encode the new data and build one parameter tuple per row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NoReturn, Protocol, runtime_checkable
+
+from power_loop.contracts.errors import InvalidArgumentError, SessionNotFoundError
+from power_loop.store.codec import encode_json, json_problem, now_ms
+from power_loop.store.follow_ups import FollowUpQueries, check_follow_up_ids, follow_up_from_row
+from power_loop.store.messages import MessageQueries, encode_messages, message_from_row
+from power_loop.store.port import Database, Stmt, WriteConflict
+from power_loop.store.rows import FollowUpRow, MessageRow, NewMessage, SessionRow, SessionStatsRow, StatsDelta
+from power_loop.store.schema import SCHEMA_VERSION, validate_table_prefix
+from power_loop.store.sessions import (
+    SessionQueries,
+    delete_sessions,
+    new_session_params,
+    row_from_params,
+    session_from_row,
+)
+from power_loop.store.stats import StatsQueries, check_delta, stats_from_row
+
+CHECKPOINT_MODES = ("PASSIVE", "FULL", "RESTART", "TRUNCATE")
+
+
+@runtime_checkable
+class MaintenanceCapable(Protocol):
+    """Optional backend capability: reclaiming disk, flushing the WAL, online backup."""
+
+    async def vacuum(self, *, incremental: bool = True) -> None: ...
+
+    async def checkpoint(self, *, mode: str = "TRUNCATE") -> None: ...
+
+    async def backup(self, dest_path: str | Path) -> None: ...
+
+
+class SessionStore:
+    """Durable sessions, their message log, stats and follow-ups, over any ``Database``.
+
+    Build one with ``await open_store(dsn)``; the constructor takes an already
+    provisioned database.
+    """
+
+    def __init__(self, db: Database, *, table_prefix: str = "pl_", schema_version: int = SCHEMA_VERSION,
+                 max_spawn_depth: int = 3, clock: Callable[[], int] | None = None) -> None:
+        self.db = db
+        """The underlying ``Database`` (its ``counters`` count round trips)."""
+        self.table_prefix = validate_table_prefix(table_prefix)
+        self.schema_version = schema_version
+        self.dialect_name: str = db.dialect.name
+        self.max_spawn_depth = max_spawn_depth
+        self._clock = clock or now_ms
+        self._sessions = SessionQueries(db.dialect, table_prefix)
+        self._messages = MessageQueries(db.dialect, table_prefix)
+        self._stats = StatsQueries(db.dialect, table_prefix)
+        self._follow_ups = FollowUpQueries(db.dialect, table_prefix)
+        self._fence_sql = self._sessions.fence
+
+    @property
+    def max_spawn_depth(self) -> int:
+        """Deepest ``spawn_depth`` ``create_session`` accepts."""
+        return self._max_spawn_depth
+
+    @max_spawn_depth.setter
+    def max_spawn_depth(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidArgumentError(f"max_spawn_depth must be an int >= 0, got {value!r}")
+        self._max_spawn_depth = value
+
+    # -- sessions ------------------------------------------------------------------------
+    async def create_session(
+        self, *, session_id: str | None = None, metadata: dict[str, Any] | None = None,
+        system_prompt: str | None = None, model: str | None = None, config: dict[str, Any] | None = None,
+        kind: str = "root", parent_session_id: str | None = None, spawn_tool_call_id: str | None = None,
+        spawn_depth: int = 0, lifecycle: str | None = None,
+    ) -> SessionRow:
+        """Create a session (one write).
+
+        Args:
+            session_id: Default a new uuid4 hex; at most 191 characters.
+            metadata: A JSON object the host owns.
+            system_prompt: The session's system prompt (overridden per call).
+            model: The session's model name.
+            config: A JSON object of per-session loop settings.
+            kind: ``"root"`` or ``"subagent"``.
+            parent_session_id: The spawning session (must exist).
+            spawn_tool_call_id: The tool call that spawned this session.
+            spawn_depth: Nesting depth, at most ``max_spawn_depth``.
+            lifecycle: ``"ephemeral"``, ``"linked"``, ``"detached"`` or ``None``.
+
+        Returns:
+            The stored row.
+
+        Raises:
+            InvalidArgumentError: ``invalid_argument`` — the id exists, or bad fields
+                (every problem named; nothing written).
+            SessionNotFoundError: ``session.not_found`` — the parent does not exist.
+        """
+        sid = uuid.uuid4().hex if session_id is None else session_id
+        params = new_session_params(
+            session_id=sid, now=self._clock(), metadata=metadata, system_prompt=system_prompt, model=model,
+            config=config, kind=kind, parent_session_id=parent_session_id,
+            spawn_tool_call_id=spawn_tool_call_id, spawn_depth=spawn_depth, lifecycle=lifecycle,
+            max_spawn_depth=self._max_spawn_depth,
+        )
+        if parent_session_id is not None and await self.get_session(parent_session_id) is None:
+            raise SessionNotFoundError(parent_session_id)
+        try:
+            await self.db.write((Stmt(self._sessions.create, params, expect_rows=1),))
+        except WriteConflict as exc:
+            raise InvalidArgumentError(
+                f"session {sid!r} already exists: pass another session_id, or none to get a fresh one"
+            ) from exc
+        return row_from_params(params)
+
+    async def get_session(self, session_id: str) -> SessionRow | None:
+        """The session row (one read), or ``None``."""
+        row = await self.db.fetchone(self._sessions.get, (session_id,))
+        return None if row is None else session_from_row(row)
+
+    async def list_children(self, parent_session_id: str) -> list[SessionRow]:
+        """Sessions whose parent is ``parent_session_id``, oldest first."""
+        rows = await self.db.fetchall(self._sessions.children, (parent_session_id,))
+        return [session_from_row(r) for r in rows]
+
+    async def close_session(self, session_id: str, *, cascade: bool = True) -> int:
+        """Delete a session and all it owns; with ``cascade`` its descendants too (one transaction).
+
+        Without ``cascade`` its children survive, keeping ``parent_session_id``.
+
+        Returns:
+            The number of sessions deleted (0 for an unknown id).
+        """
+        return await delete_sessions(self.db, self._sessions, session_id, cascade=cascade)
+
+    # -- messages ------------------------------------------------------------------------
+    async def append_messages(
+        self, session_id: str, messages: Sequence[NewMessage], *, expected_next_seq: int,
+        start_send: bool = False, stats: StatsDelta | None = None, consume_follow_ups: Sequence[int] = (),
+    ) -> list[MessageRow]:
+        """Append ``messages`` with seqs ``expected_next_seq …`` in exactly one commit.
+
+        The same transaction advances ``next_seq`` (fenced on ``expected_next_seq``),
+        counts a started send, adds ``stats`` and deletes the consumed follow-ups.
+
+        Returns:
+            The rows as stored.
+
+        Raises:
+            InvalidArgumentError: ``invalid_argument`` — a bad message, delta or id list.
+            SessionNotFoundError: ``session.not_found`` — no such session.
+            WriteConflict: ``store.write_conflict`` — ``expected_next_seq`` is stale
+                (another writer appended) or a follow-up was already consumed; nothing
+                was written.
+        """
+        if type(expected_next_seq) is not int or expected_next_seq < 1:
+            raise InvalidArgumentError(f"expected_next_seq must be an int >= 1, got {expected_next_seq!r}")
+        now = self._clock()
+        n = len(messages)
+        params, rows = encode_messages(session_id, messages, expected_next_seq, now)
+        stmts = [Stmt(self._fence_sql, (n, 1 if start_send else 0, now, session_id, expected_next_seq), 1)]
+        if n:
+            stmts += self._messages.insert_stmts(params, n)
+        if stats is not None:
+            check_delta(stats)
+            stmts.append(self._stats.bump(session_id, stats, now))
+        if consume_follow_ups:
+            check_follow_up_ids(consume_follow_ups)
+            stmts.append(self._follow_ups.consume(session_id, consume_follow_ups))
+        try:
+            await self.db.write(stmts)
+        except WriteConflict as exc:
+            await self._explain_conflict(exc, session_id, expected_next_seq, consume_follow_ups)
+        return rows
+
+    async def _explain_conflict(self, exc: WriteConflict, session_id: str, expected_next_seq: int,
+                                consume_follow_ups: Sequence[int]) -> NoReturn:
+        if exc.sql != self._fence_sql:
+            raise WriteConflict(
+                f"follow-ups {list(consume_follow_ups)} of session {session_id!r} are not all queued"
+                " (consumed by another writer?); nothing was written",
+                sql=exc.sql, expected=exc.expected, actual=exc.actual,
+            ) from exc
+        session = await self.get_session(session_id)
+        if session is None:
+            raise SessionNotFoundError(session_id) from exc
+        raise WriteConflict(
+            f"session {session_id!r} has next_seq {session.next_seq}, not the expected {expected_next_seq}:"
+            " another writer appended; reload the session and retry. Nothing was written",
+            sql=exc.sql, expected=exc.expected, actual=exc.actual,
+        ) from exc
+
+    async def load_active_messages(self, session_id: str) -> list[MessageRow]:
+        """The session's ``active`` messages by seq (one read); ``[]`` for an unknown id."""
+        rows = await self.db.fetchall(self._messages.load_active, (session_id,))
+        return [message_from_row(r) for r in rows]
+
+    async def load_all_messages(self, session_id: str) -> list[MessageRow]:
+        """Every message of the session, folded-out ones included, by seq (one read)."""
+        rows = await self.db.fetchall(self._messages.load_all, (session_id,))
+        return [message_from_row(r) for r in rows]
+
+    # -- stats ---------------------------------------------------------------------------
+    async def bump_stats(self, session_id: str, stats: StatsDelta) -> None:
+        """Record a finished send that appended nothing (one write).
+
+        Raises:
+            InvalidArgumentError: ``invalid_argument`` — a negative or non-int counter.
+            SessionNotFoundError: ``session.not_found`` — no such session.
+        """
+        check_delta(stats)
+        now = self._clock()
+        try:
+            await self.db.write((Stmt(self._sessions.touch, (now, session_id), expect_rows=1),
+                                 self._stats.bump(session_id, stats, now)))
+        except WriteConflict as exc:
+            raise SessionNotFoundError(session_id) from exc
+
+    async def get_session_stats(self, session_id: str) -> SessionStatsRow | None:
+        """The session's stats, or ``None`` before its first finished send."""
+        row = await self.db.fetchone(self._stats.get, (session_id,))
+        return None if row is None else stats_from_row(row)
+
+    async def list_session_stats(self) -> list[SessionStatsRow]:
+        """Every session's stats, most recent ``last_send_at`` first."""
+        return [stats_from_row(r) for r in await self.db.fetchall(self._stats.list_all)]
+
+    # -- follow-ups ----------------------------------------------------------------------
+    async def enqueue_follow_up(self, session_id: str, content: Any) -> int:
+        """Queue an input for the session's running send (one transaction).
+
+        Returns:
+            The queue depth after enqueuing.
+
+        Raises:
+            InvalidArgumentError: ``invalid_argument`` — ``content`` is not JSON-serialisable.
+            SessionNotFoundError: ``session.not_found`` — no such session.
+        """
+        problem = json_problem("follow-up content", content)
+        if problem:
+            raise InvalidArgumentError(problem)
+        q = self._follow_ups
+        async with self.db.transaction() as tx:
+            if await tx.execute(q.allocate, (session_id,)) != 1:
+                raise SessionNotFoundError(session_id)
+            await tx.execute(q.insert, (session_id, session_id, encode_json(content), self._clock()))
+            row = await tx.fetchone(q.count, (session_id,))
+        return 0 if row is None else int(row[0])
+
+    async def list_follow_ups(self, session_id: str) -> list[FollowUpRow]:
+        """The session's queued follow-ups, oldest first."""
+        rows = await self.db.fetchall(self._follow_ups.list_all, (session_id,))
+        return [follow_up_from_row(r) for r in rows]
+
+    # -- maintenance and lifecycle -------------------------------------------------------
+    async def vacuum(self, *, incremental: bool = True) -> None:
+        """Reclaim free space (SQLite); a no-op where the backend has nothing to do."""
+        if isinstance(self.db, MaintenanceCapable):
+            await self.db.vacuum(incremental=incremental)
+
+    async def checkpoint(self, *, mode: str = "TRUNCATE") -> None:
+        """Flush the write-ahead log into the database file (SQLite); a no-op elsewhere.
+
+        Raises:
+            InvalidArgumentError: ``invalid_argument`` — mode not one of ``CHECKPOINT_MODES``.
+        """
+        if not isinstance(mode, str) or mode.upper() not in CHECKPOINT_MODES:
+            raise InvalidArgumentError(
+                f"checkpoint mode {mode!r} is not one of {', '.join(CHECKPOINT_MODES)}"
+            )
+        if isinstance(self.db, MaintenanceCapable):
+            await self.db.checkpoint(mode=mode.upper())
+
+    async def backup(self, dest_path: str | Path) -> None:
+        """Write a consistent copy of the database to ``dest_path`` (SQLite); a no-op elsewhere."""
+        if isinstance(self.db, MaintenanceCapable):
+            await self.db.backup(dest_path)
+
+    async def close(self) -> None:
+        """Close the database; idempotent."""
+        await self.db.close()
+
+    async def __aenter__(self) -> SessionStore:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return (f"SessionStore(dialect={self.dialect_name!r}, table_prefix={self.table_prefix!r},"
+                f" schema_version={self.schema_version})")

@@ -1,0 +1,46 @@
+"""Tools: definitions, the registry, schemas from typed functions, validation and execution.
+
+``import power_loop.tools`` stays cheap: the JSON Schema library is imported on the first
+schema check or validation, not here.
+"""
+
+from power_loop.tools.definition import RegisteredTool, ToolDefinition, definition_from_function, tool
+from power_loop.tools.execution import (
+    DEFAULT_MAX_OUTPUT_CHARS,
+    ToolErrorKind,
+    ToolOutcome,
+    execute_tool,
+    format_handler_error,
+    format_invalid_args,
+    format_invalid_json,
+    format_timeout,
+    format_unknown_tool,
+    parse_tool_arguments,
+)
+from power_loop.tools.registry import TOOL_NAME_PATTERN, ToolRegistry
+from power_loop.tools.schema import function_schema
+from power_loop.tools.validation import SchemaProblem, check_tool_schema, schema_problems, validate_arguments
+
+__all__ = [
+    "DEFAULT_MAX_OUTPUT_CHARS",
+    "TOOL_NAME_PATTERN",
+    "RegisteredTool",
+    "SchemaProblem",
+    "ToolDefinition",
+    "ToolErrorKind",
+    "ToolOutcome",
+    "ToolRegistry",
+    "check_tool_schema",
+    "definition_from_function",
+    "execute_tool",
+    "format_handler_error",
+    "format_invalid_args",
+    "format_invalid_json",
+    "format_timeout",
+    "format_unknown_tool",
+    "function_schema",
+    "parse_tool_arguments",
+    "schema_problems",
+    "tool",
+    "validate_arguments",
+]

@@ -1,0 +1,201 @@
+"""SQLiteDatabase: one-hop batches, rollback on conflict, interactive transactions, threads."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from power_loop.contracts.errors import InvalidArgumentError, StoreConnectError, StoreError
+from power_loop.store.backends.sqlite import SQLiteDatabase
+from power_loop.store.port import Stmt, WriteConflict
+
+
+@pytest.fixture(params=["file", "memory"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SQLiteDatabase]:
+    path = str(tmp_path / "t.db") if request.param == "file" else ":memory:"
+    database = await SQLiteDatabase.open(path)
+    await database.write([Stmt("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")])
+    yield database
+    await database.close()
+
+
+async def test_write_returns_counts_and_counts_one_commit(db: SQLiteDatabase) -> None:
+    db.counters.reset()
+    counts = await db.write([
+        Stmt("INSERT INTO t (k, v) VALUES (?, ?), (?, ?)", ("a", 1, "b", 2)),
+        Stmt("UPDATE t SET v = v + 1", expect_rows=2),
+    ])
+    assert counts == [2, 2]
+    assert (db.counters.commits, db.counters.statements, db.counters.reads) == (1, 2, 0)
+    assert await db.fetchall("SELECT k, v FROM t ORDER BY k") == [("a", 2), ("b", 3)]
+    assert db.counters.reads == 1
+
+
+async def test_a_conflict_rolls_back_the_whole_batch(db: SQLiteDatabase) -> None:
+    with pytest.raises(WriteConflict) as info:
+        await db.write([
+            Stmt("INSERT INTO t (k, v) VALUES ('a', 1)"),
+            Stmt("UPDATE t SET v = 5 WHERE k = 'zzz'", expect_rows=1),
+        ])
+    assert (info.value.expected, info.value.actual) == (1, 0)
+    assert await db.fetchall("SELECT * FROM t") == []
+    await db.write([Stmt("INSERT INTO t (k, v) VALUES ('a', 1)")])  # the connection is usable
+
+
+async def test_sqlite_errors_become_store_errors(db: SQLiteDatabase) -> None:
+    with pytest.raises(StoreError) as info:
+        await db.write([Stmt("INSERT INTO t (k, v) VALUES ('a', 1)"),
+                        Stmt("INSERT INTO t (k, v) VALUES ('a', 2)")])
+    assert isinstance(info.value.__cause__, sqlite3.IntegrityError)
+    assert await db.fetchall("SELECT * FROM t") == []
+    with pytest.raises(StoreError, match="no such table"):
+        await db.fetchone("SELECT * FROM missing")
+
+
+async def test_transaction_commits_and_rolls_back(db: SQLiteDatabase) -> None:
+    async with db.transaction() as tx:
+        assert await tx.execute("INSERT INTO t (k, v) VALUES (?, ?)", ("a", 1)) == 1
+        assert await tx.fetchone("SELECT v FROM t WHERE k = ?", ("a",)) == (1,)
+        assert await tx.fetchone("SELECT v FROM t WHERE k = ?", ("zz",)) is None
+    with pytest.raises(RuntimeError, match="boom"):
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO t (k, v) VALUES ('b', 2)")
+            raise RuntimeError("boom")
+    assert await db.fetchall("SELECT k FROM t") == [("a",)]
+    with pytest.raises(StoreError, match="already finished"):
+        await tx.execute("SELECT 1")
+
+
+async def test_writes_wait_for_an_open_transaction(db: SQLiteDatabase) -> None:
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> None:
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO t (k, v) VALUES ('tx', 1)")
+            entered.set()
+            await release.wait()
+            await tx.execute("UPDATE t SET v = 2 WHERE k = 'tx'")
+
+    task = asyncio.create_task(holder())
+    await entered.wait()
+    writer = asyncio.create_task(db.write([Stmt("UPDATE t SET v = v * 10", expect_rows=1)]))
+    await asyncio.sleep(0.01)
+    assert not writer.done()
+    release.set()
+    await task
+    assert await writer == [1]
+    assert await db.fetchone("SELECT v FROM t WHERE k = 'tx'") == (20,)
+
+
+async def test_file_reads_do_not_wait_for_an_open_transaction(tmp_path: Path) -> None:
+    db = await SQLiteDatabase.open(str(tmp_path / "r.db"))
+    try:
+        await db.write([Stmt("CREATE TABLE t (k TEXT)"), Stmt("INSERT INTO t VALUES ('committed')")])
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO t VALUES ('pending')")
+            # The reader connection sees the last commit, not the open transaction.
+            assert await asyncio.wait_for(db.fetchall("SELECT k FROM t"), 5) == [("committed",)]
+        assert len(await db.fetchall("SELECT k FROM t")) == 2
+    finally:
+        await db.close()
+
+
+async def test_a_cancelled_transaction_is_rolled_back(db: SQLiteDatabase) -> None:
+    started = asyncio.Event()
+
+    async def body() -> None:
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO t (k, v) VALUES ('c', 1)")
+            started.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(body())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await db.fetchall("SELECT * FROM t") == []
+    await db.write([Stmt("INSERT INTO t (k, v) VALUES ('after', 1)")])
+
+
+async def test_file_pragmas(tmp_path: Path) -> None:
+    db = await SQLiteDatabase.open(str(tmp_path / "p.db"))
+    try:
+        async with db.transaction() as tx:
+            pass
+        rows = {}
+        for pragma in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys", "auto_vacuum"):
+            async with db.transaction() as tx:
+                rows[pragma] = (await tx.fetchone(f"PRAGMA {pragma}") or (None,))[0]
+        assert rows == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 10000, "foreign_keys": 0,
+                        "auto_vacuum": 2}
+    finally:
+        await db.close()
+
+
+async def test_close_is_idempotent_and_stops_the_threads(tmp_path: Path) -> None:
+    db = await SQLiteDatabase.open(str(tmp_path / "c.db"))
+    threads = [db._writer.thread, db._reader.thread]
+    assert threads[0] is not threads[1] and all(t.is_alive() for t in threads)
+    await db.close()
+    await db.close()
+    for thread in threads:
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+    with pytest.raises(StoreError, match="closed"):
+        await db.fetchone("SELECT 1")
+    with pytest.raises(StoreError, match="closed"):
+        await db.write([Stmt("SELECT 1")])
+
+
+async def test_memory_uses_one_thread() -> None:
+    db = await SQLiteDatabase.open(":memory:")
+    try:
+        assert db._writer is db._reader
+    finally:
+        await db.close()
+
+
+async def test_a_missing_directory_is_a_connect_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreConnectError) as info:
+        await SQLiteDatabase.open(str(tmp_path / "no" / "such" / "dir.db"))
+    assert info.value.code == "store.connect_failed"
+
+
+async def test_maintenance(tmp_path: Path, db: SQLiteDatabase) -> None:
+    await db.write([Stmt("INSERT INTO t (k, v) VALUES ('x', 1)")])
+    await db.vacuum()
+    await db.vacuum(incremental=False)
+    await db.checkpoint(mode="passive")
+    with pytest.raises(InvalidArgumentError):
+        await db.checkpoint(mode="sometimes")
+    dest = tmp_path / "copy.db"
+    await db.backup(dest)
+    conn = sqlite3.connect(dest)
+    assert conn.execute("SELECT k, v FROM t").fetchall() == [("x", 1)]
+    conn.close()
+
+
+async def test_calls_waiting_while_closing_fail_cleanly(db: SQLiteDatabase) -> None:
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def holder() -> None:
+        async with db.transaction():
+            entered.set()
+            await release.wait()
+
+    task = asyncio.create_task(holder())
+    await entered.wait()
+    waiting_write = asyncio.create_task(db.write([Stmt("INSERT INTO t (k, v) VALUES ('w', 1)")]))
+    closing = asyncio.create_task(db.close())
+    await asyncio.sleep(0)
+    release.set()
+    await task
+    await asyncio.wait_for(closing, 5)
+    with pytest.raises(StoreError, match="closed"):
+        await asyncio.wait_for(waiting_write, 5)
