@@ -85,7 +85,8 @@ async def recover(db: str, sid_file: Path) -> None:
         if row.tool_calls:
             content = "calls " + ", ".join(
                 f"{c['function']['name']}({c['function']['arguments']})" for c in row.tool_calls)
-        _say(f"  {row.seq:>2}  {row.role:<9} {str(content)[:80]}")
+        flat = " ".join(str(content).split())
+        _say(f"  {row.seq:>2}  {row.role:<9} {flat[:90]}")
     await loop.aclose()
 
 

@@ -4,7 +4,10 @@ Invariants: sync subscribers see events in ``seq`` order (inline, or on one work
 thread behind a bounded FIFO with ``sync_dispatch="thread"``); async subscribers run as
 tasks the bus owns and ``drain()`` awaits; ``wants(type)`` is O(1) so publishers skip
 building events nobody receives. A raising subscriber propagates to the publisher
-unless ``suppress_subscriber_errors=True``, which logs and continues.
+unless ``suppress_subscriber_errors=True``, which logs and continues (on the worker
+thread and in tasks there is no caller, so errors are always logged). After
+``shutdown()`` the worker has flushed and stopped; later events reach sync subscribers
+inline, in the publisher's thread, so nothing is lost and no publisher ever hangs.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ import asyncio
 import inspect
 import itertools
 import logging
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -25,7 +28,13 @@ logger = logging.getLogger(__name__)
 
 EventHandler = Callable[[AgentEvent], Any]
 _ORDER = itertools.count()
-_STOP = object()
+_Batch = tuple[list[EventHandler], AgentEvent]
+
+
+def _is_async_callable(handler: Any) -> bool:
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 - async callable objects
+    )
 
 
 class AgentEventBus:
@@ -48,44 +57,66 @@ class AgentEventBus:
         queue_maxsize: int = 1000,
         on_overflow: Literal["drop_newest", "drop_oldest", "block"] = "drop_newest",
     ) -> None:
+        problems: list[str] = []
         if sync_dispatch not in ("inline", "thread"):
-            raise InvalidArgumentError(f"sync_dispatch must be 'inline' or 'thread', not {sync_dispatch!r}")
+            problems.append(f"sync_dispatch must be 'inline' or 'thread', not {sync_dispatch!r}")
         if on_overflow not in ("drop_newest", "drop_oldest", "block"):
-            raise InvalidArgumentError(
-                f"on_overflow must be 'drop_newest', 'drop_oldest' or 'block', not {on_overflow!r}")
-        if queue_maxsize < 1:
-            raise InvalidArgumentError(f"queue_maxsize must be >= 1, not {queue_maxsize}")
+            problems.append(f"on_overflow must be 'drop_newest', 'drop_oldest' or 'block', not {on_overflow!r}")
+        if isinstance(queue_maxsize, bool) or not isinstance(queue_maxsize, int) or queue_maxsize < 1:
+            problems.append(f"queue_maxsize must be an integer >= 1, not {queue_maxsize!r}")
+        if problems:
+            raise InvalidArgumentError("invalid AgentEventBus: " + "; ".join(problems))
         self.suppress_subscriber_errors = suppress_subscriber_errors
         self.sync_dispatch = sync_dispatch
         self.on_overflow = on_overflow
+        self.queue_maxsize = queue_maxsize
         self.dropped = 0
+        """Events the bounded queue discarded (``drop_newest``/``drop_oldest``)."""
         self._subs: list[tuple[int, int, AgentEventType | None, EventHandler, bool]] = []
         self._by_type: dict[AgentEventType | None, list[tuple[EventHandler, bool]]] = {}
-        self._wildcard = False
         self._types: frozenset[AgentEventType] = frozenset()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_maxsize)
-        self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
+        # Thread dispatch: a bounded FIFO guarded by one condition (queue.Queue cannot
+        # express "stopped" without a sentinel that drop_oldest might discard).
+        self._cond = threading.Condition()
+        self._items: deque[_Batch] = deque()
+        self._unfinished = 0
+        self._worker: threading.Thread | None = None
+        self._stopping = False
+        self._worker_done = False
         self._closed = False
 
     # -- subscription -------------------------------------------------------------------
     def subscribe(self, event_type: AgentEventType | str | None, handler: EventHandler, *,
                   priority: int = 0) -> None:
-        """Call ``handler`` for events of ``event_type`` (None = every event)."""
+        """Call ``handler`` for events of ``event_type`` (None = every event).
+
+        Raises:
+            InvalidArgumentError: ``invalid_argument`` for a non-callable handler or an
+                unknown event type.
+        """
         if not callable(handler):
             raise InvalidArgumentError(f"subscriber must be callable, got {type(handler).__name__}")
-        etype = None if event_type is None else AgentEventType(event_type)
-        is_async = inspect.iscoroutinefunction(handler)
+        try:
+            etype = None if event_type is None else AgentEventType(event_type)
+        except ValueError:
+            known = ", ".join(t.value for t in AgentEventType)
+            raise InvalidArgumentError(f"unknown event type {event_type!r}; known: {known}") from None
+        is_async = _is_async_callable(handler)
         with self._lock:
             self._subs.append((priority, next(_ORDER), etype, handler, is_async))
             self._rebuild()
 
     def unsubscribe(self, handler: EventHandler) -> bool:
-        """Remove every subscription of ``handler``; return whether any existed."""
+        """Remove every subscription of ``handler``; return whether any existed.
+
+        Handlers compare with ``==``, so ``obj.method`` unsubscribes a bound method
+        subscribed as ``obj.method`` (each attribute access builds a new object).
+        """
         with self._lock:
             before = len(self._subs)
-            self._subs = [s for s in self._subs if s[3] is not handler]
+            self._subs = [s for s in self._subs if not (s[3] is handler or s[3] == handler)]
             self._rebuild()
             return len(self._subs) != before
 
@@ -99,7 +130,6 @@ class AgentEventBus:
                 by_type[etype] = handlers
         by_type[None] = wildcard
         self._by_type = by_type
-        self._wildcard = bool(wildcard)
         self._types = frozenset(t for t in by_type if t is not None)
 
     def wants(self, event_type: AgentEventType) -> bool:
@@ -132,6 +162,10 @@ class AgentEventBus:
         handlers = self._by_type.get(event.type)
         if not handlers:
             return
+        if self.sync_dispatch == "thread":
+            sync_handlers = [h for h, is_async in handlers if not is_async]
+            if sync_handlers:
+                self._enqueue((sync_handlers, event))
         for handler, is_async in handlers:
             if is_async:
                 try:
@@ -140,9 +174,7 @@ class AgentEventBus:
                     if not self.suppress_subscriber_errors:
                         raise
                     logger.exception("event subscriber %r failed on %s", handler, event.type.value)
-            elif self.sync_dispatch == "thread":
-                self._enqueue(([handler], event))
-            else:
+            elif self.sync_dispatch != "thread":
                 self._call(handler, event)
 
     def _call(self, handler: EventHandler, event: AgentEvent) -> None:
@@ -173,47 +205,84 @@ class AgentEventBus:
             logger.exception("async event subscriber %r failed on %s", handler, event.type.value)
 
     # -- thread dispatch ----------------------------------------------------------------
-    def _enqueue(self, item: Any) -> None:
-        self._ensure_worker()
-        if self.on_overflow == "block":
-            self._queue.put(item)
-            return
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            if self.on_overflow == "drop_newest":
-                self.dropped += 1
-                return
-            try:
-                self._queue.get_nowait()
-                self._queue.task_done()
-                self.dropped += 1
-            except queue.Empty:
-                pass
-            self._queue.put_nowait(item)
+    def _enqueue(self, batch: _Batch) -> None:
+        on_worker = threading.current_thread() is self._worker
+        with self._cond:
+            if self._worker_done:
+                inline = True
+            else:
+                self._ensure_worker()
+                inline = False
+                if len(self._items) >= self.queue_maxsize:
+                    if self.on_overflow == "drop_newest":
+                        self.dropped += 1
+                        return
+                    if self.on_overflow == "drop_oldest":
+                        self._items.popleft()
+                        self._unfinished -= 1
+                        self.dropped += 1
+                    elif on_worker:
+                        # A subscriber publishing into its own full queue would wait for
+                        # itself forever: deliver this one in place instead.
+                        inline = True
+                    else:
+                        while len(self._items) >= self.queue_maxsize and not self._worker_done:
+                            self._cond.wait()
+                        inline = self._worker_done
+                if not inline:
+                    self._items.append(batch)
+                    self._unfinished += 1
+                    self._cond.notify_all()
+        if inline:
+            handlers, event = batch
+            for handler in handlers:
+                self._call(handler, event)
 
     def _ensure_worker(self) -> None:
-        if self._worker is not None:
-            return
-        with self._lock:
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._work, name="power-loop-events", daemon=True)
-                self._worker.start()
+        # Called with self._cond held.
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work, name="power-loop-events", daemon=True)
+            self._worker.start()
 
     def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is _STOP:
-                    return
-                handlers, event = item
-                for handler in handlers:
-                    try:
-                        handler(event)
-                    except Exception:
-                        logger.exception("event subscriber %r failed on %s", handler, event.type.value)
-            finally:
-                self._queue.task_done()
+        try:
+            while True:
+                with self._cond:
+                    while not self._items and not self._stopping:
+                        self._cond.wait()
+                    if not self._items:
+                        return
+                    handlers, event = self._items.popleft()
+                    self._cond.notify_all()  # room for a blocked publisher
+                try:
+                    for handler in handlers:
+                        try:
+                            handler(event)
+                        except Exception:
+                            logger.exception("event subscriber %r failed on %s", handler, event.type.value)
+                finally:
+                    with self._cond:
+                        self._unfinished -= 1
+                        self._cond.notify_all()
+        finally:
+            with self._cond:
+                # Whatever is still queued (only after an unexpected BaseException) is
+                # lost: count it so drain() and blocked publishers cannot wait forever.
+                self.dropped += len(self._items)
+                self._unfinished -= len(self._items)
+                self._items.clear()
+                self._worker_done = True
+                self._cond.notify_all()
+
+    def _join_queue(self, timeout: float | None, clock: Callable[[], float]) -> bool:
+        deadline = None if timeout is None else clock() + timeout
+        with self._cond:
+            while self._unfinished > 0:
+                remaining = None if deadline is None else deadline - clock()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
 
     # -- lifecycle ----------------------------------------------------------------------
     async def drain(self, *, timeout: float | None = None) -> bool:
@@ -223,31 +292,32 @@ class AgentEventBus:
         while self._tasks:
             remaining = None if deadline is None else max(0.0, deadline - loop.time())
             _done, pending = await asyncio.wait(set(self._tasks), timeout=remaining)
-            if pending and remaining is not None and deadline is not None and loop.time() >= deadline:
+            if pending and deadline is not None and loop.time() >= deadline:
                 return False
         if self._worker is not None:
             remaining = None if deadline is None else max(0.0, deadline - loop.time())
-            ok = await asyncio.to_thread(self._join_queue, remaining)
-            if not ok:
-                return False
+            return await asyncio.to_thread(self._join_queue, remaining, _monotonic)
         return True
 
-    def _join_queue(self, timeout: float | None) -> bool:
-        done = threading.Event()
-
-        def join() -> None:
-            self._queue.join()
-            done.set()
-
-        threading.Thread(target=join, daemon=True).start()
-        return done.wait(timeout)
-
     def shutdown(self, *, timeout: float = 5.0) -> None:
-        """Flush the worker thread and stop it; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        worker = self._worker
-        if worker is not None:
-            self._queue.put(_STOP)
+        """Flush the worker thread and stop it, waiting up to ``timeout`` s; idempotent.
+
+        Later events reach sync subscribers inline, in the publisher's thread.
+        """
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._stopping = True
+            if self._worker is None:
+                self._worker_done = True
+            self._cond.notify_all()
+            worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
             worker.join(timeout)
+
+
+def _monotonic() -> float:
+    import time
+
+    return time.monotonic()
