@@ -6,6 +6,7 @@ pointing down. Every invalid field is reported at once in one ``InvalidArgumentE
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -64,32 +65,74 @@ class AgentLoopConfig:
     """User note before the final tool-free call when ``max_rounds`` is exhausted."""
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
-        if not isinstance(self.max_rounds, int) or self.max_rounds < 1:
-            problems.append(f"max_rounds must be an integer >= 1, got {self.max_rounds!r}")
-        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens <= 0):
-            problems.append(f"max_tokens must be a positive integer or None, got {self.max_tokens!r}")
-        if self.context_budget_tokens is not None and self.context_budget_tokens <= 0:
-            problems.append(f"context_budget_tokens must be > 0 or None, got {self.context_budget_tokens!r}")
-        if self.max_tokens_per_run is not None and self.max_tokens_per_run <= 0:
-            problems.append(f"max_tokens_per_run must be > 0 or None, got {self.max_tokens_per_run!r}")
-        if self.temperature is not None and not 0.0 <= float(self.temperature) <= 2.0:
-            problems.append(f"temperature must be between 0 and 2 or None, got {self.temperature!r}")
-        if self.lease_wait_s < 0:
-            problems.append(f"lease_wait_s must be >= 0, got {self.lease_wait_s!r}")
-        if self.tool_timeout_s is not None and self.tool_timeout_s <= 0:
-            problems.append(f"tool_timeout_s must be > 0 or None, got {self.tool_timeout_s!r}")
-        if self.max_tool_output_chars < 100:
-            problems.append(f"max_tool_output_chars must be >= 100, got {self.max_tool_output_chars!r}")
-        if self.max_parallel_tool_calls < 1:
-            problems.append(f"max_parallel_tool_calls must be >= 1, got {self.max_parallel_tool_calls!r}")
-        if self.output_schema is not None and self.response_format is not None:
-            problems.append("set output_schema or response_format, not both")
-        if self.system_prompt is not None and not isinstance(self.system_prompt, str):
-            problems.append(f"system_prompt must be a string or None, got {type(self.system_prompt).__name__}")
+        problems = _problems(self)
         if problems:
             raise InvalidArgumentError("invalid AgentLoopConfig: " + "; ".join(problems))
 
     def with_changes(self, **changes: Any) -> AgentLoopConfig:
         """A copy with some fields replaced (validated again)."""
         return replace(self, **changes)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def _problems(cfg: AgentLoopConfig) -> list[str]:
+    """Every problem of ``cfg``, each naming the field, the rule and the value given."""
+    problems: list[str] = []
+
+    def need(ok: bool, message: str, value: object) -> None:
+        if not ok:
+            problems.append(f"{message}, got {value!r}")
+
+    def optional_str(name: str, value: object) -> None:
+        need(value is None or isinstance(value, str), f"{name} must be a string or None", value)
+
+    optional_str("system_prompt", cfg.system_prompt)
+    need(_is_int(cfg.max_rounds) and cfg.max_rounds >= 1, "max_rounds must be an integer >= 1",
+         cfg.max_rounds)
+    need(cfg.temperature is None or (_is_number(cfg.temperature) and 0.0 <= cfg.temperature <= 2.0),
+         "temperature must be a number between 0 and 2 or None", cfg.temperature)
+    for name in ("max_tokens", "context_budget_tokens", "max_tokens_per_run"):
+        value = getattr(cfg, name)
+        need(value is None or (_is_int(value) and value > 0), f"{name} must be an integer > 0 or None", value)
+    optional_str("model", cfg.model)
+    need(cfg.response_format is None or isinstance(cfg.response_format, dict),
+         "response_format must be a dict or None", cfg.response_format)
+    schema = cfg.output_schema
+    if isinstance(schema, dict):
+        need(isinstance(schema.get("schema"), dict),
+             'output_schema must be {"name": ..., "schema": {JSON Schema}}', schema)
+    if schema is not None and cfg.response_format is not None:
+        problems.append("set output_schema or response_format, not both")
+    need(cfg.retry_policy is None or isinstance(cfg.retry_policy, LLMRetryPolicy),
+         "retry_policy must be an LLMRetryPolicy or None", cfg.retry_policy)
+    need(_is_number(cfg.lease_wait_s) and cfg.lease_wait_s >= 0, "lease_wait_s must be a number >= 0",
+         cfg.lease_wait_s)
+    need(isinstance(cfg.inject_tool_descriptions, bool), "inject_tool_descriptions must be a bool",
+         cfg.inject_tool_descriptions)
+    need(isinstance(cfg.tool_catalog_header, str), "tool_catalog_header must be a string",
+         cfg.tool_catalog_header)
+    need(cfg.tool_timeout_s is None or (_is_number(cfg.tool_timeout_s) and cfg.tool_timeout_s > 0),
+         "tool_timeout_s must be a number > 0 or None", cfg.tool_timeout_s)
+    need(_is_int(cfg.max_tool_output_chars) and cfg.max_tool_output_chars >= 100,
+         "max_tool_output_chars must be an integer >= 100", cfg.max_tool_output_chars)
+    need(_is_int(cfg.max_parallel_tool_calls) and cfg.max_parallel_tool_calls >= 1,
+         "max_parallel_tool_calls must be an integer >= 1", cfg.max_parallel_tool_calls)
+    need(cfg.stream is None or isinstance(cfg.stream, bool), "stream must be True, False or None", cfg.stream)
+    need(cfg.tool_choice is None or (isinstance(cfg.tool_choice, str) and cfg.tool_choice != "")
+         or isinstance(cfg.tool_choice, dict),
+         'tool_choice must be "auto", "none", "required", a tool-choice dict or None', cfg.tool_choice)
+    if not isinstance(cfg.round_limit_note, str):
+        problems.append(f"round_limit_note must be a string, got {cfg.round_limit_note!r}")
+    else:
+        try:
+            cfg.round_limit_note.format(max_rounds=cfg.max_rounds)
+        except (IndexError, KeyError, ValueError) as exc:
+            problems.append(f"round_limit_note may only use the {{max_rounds}} placeholder ({exc!r})")
+    return problems

@@ -8,7 +8,6 @@ the caller's task is never swallowed.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,12 +118,10 @@ async def call_llm(ctx: RunContext, request: LLMRequest, *, round_index: int) ->
             attempt=attempt_no, max_attempts=ctx.retry_policy.max_attempts, error_type=type(exc).__name__,
             error_message=str(exc)[:500], next_sleep_seconds=sleep_s), round_index=round_index)
 
-    call = with_retry(attempt, policy=ctx.retry_policy, token=ctx.token, on_retry=on_retry)
+    # with a stop_event, with_retry races each attempt and each backoff wait against it
+    token = ctx.token if ctx.has_stop_event else None
     try:
-        if ctx.has_stop_event:
-            response = await _race_cancellation(ctx, call)
-        else:
-            response = await call
+        response = await with_retry(attempt, policy=ctx.retry_policy, token=token, on_retry=on_retry)
     except CancellationRequested:
         return LLMCallOutcome(None, attempts, cancelled=True)
     except LLMRetryExhausted as exc:
@@ -145,24 +142,3 @@ async def call_llm(ctx: RunContext, request: LLMRequest, *, round_index: int) ->
                  UsageUpdatedPayload(usage={**call_usage, **cumulative}, call_id=f"r{round_index}.a{attempts}"),
                  round_index=round_index)
     return LLMCallOutcome(response, attempts)
-
-
-async def _race_cancellation(ctx: RunContext, call: Any) -> LLMResponse:
-    """Await ``call`` but abandon it promptly when the run's token fires."""
-    task: asyncio.Task[LLMResponse] = asyncio.ensure_future(call)
-    waiter = asyncio.ensure_future(ctx.token.wait())
-    try:
-        done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()
-        waiter.cancel()
-        raise
-    if task in done:
-        waiter.cancel()
-        return task.result()
-    task.cancel()
-    try:
-        await task
-    except (asyncio.CancelledError, Exception):  # the abandoned call's outcome is irrelevant now
-        pass
-    raise CancellationRequested(ctx.token.reason)

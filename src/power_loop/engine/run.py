@@ -43,9 +43,18 @@ from power_loop.engine.llm_call import call_llm
 from power_loop.engine.result import RunStatus, StatefulResult
 from power_loop.engine.tool_calls import answer_calls, run_tool_calls
 from power_loop.llm.contract import LLMRequest, LLMResponse
+from power_loop.store.port import WriteConflict
 
 HEALED_RESULT = "<aborted: auto-healed by send(heal_pending=True)>"
 ROUND_DECIDE_SKIPPED = "<skipped: round.decide hook>"
+
+
+class StaleWindowError(Exception):
+    """The run's opening write found the session moved on (another writer appended).
+
+    Nothing was written and nothing was emitted: the caller reloads the window and
+    starts the run again.
+    """
 
 
 class _Run:
@@ -72,6 +81,7 @@ class _Run:
             messages=self.history(), system_prompt=self.ctx.system_prompt, model=cfg.model,
             temperature=cfg.temperature, max_tokens=cfg.max_tokens, tools=tools,
             tool_choice=cfg.tool_choice if tools else None, response_format=cfg.response_format,
+            history_wire_safe=self.overlay is None and self.ctx.window.wire_safe,
         )
 
     # -- steps ----------------------------------------------------------------------------
@@ -319,7 +329,10 @@ async def execute_run(
         opening_msgs = [{"role": "tool", "tool_call_id": str(c.get("id") or ""), "content": HEALED_RESULT}
                         for c in heal_calls] + list(opening)
         if opening_msgs:
-            await ctx.append(opening_msgs, round_index=None, start_send=start_send)
+            try:
+                await ctx.append(opening_msgs, round_index=None, start_send=start_send)
+            except WriteConflict as exc:
+                raise StaleWindowError(str(exc)) from exc
         await run.session_start()
         if resume_calls:
             await run_tool_calls(ctx, list(resume_calls), round_index=resume_round or 1)
@@ -327,6 +340,8 @@ async def execute_run(
                 run.status = RunStatus.CANCELLED
         await run.rounds()
         return await run.finish()
+    except StaleWindowError:
+        raise
     except BaseException as exc:
         if not isinstance(exc, GeneratorExit):
             ctx.emit(AgentEventType.AGENT_ERROR, AgentErrorPayload(error=str(exc), error_type=type(exc).__name__))

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from power_loop.contracts.json import JSONObject, Message
+from power_loop.llm.tool_names import is_wire_legal
 from power_loop.store.rows import MessageRow
 
 
@@ -33,15 +34,22 @@ class SessionWindow:
     messages: list[Message] = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
     round_indexes: list[int | None] = field(default_factory=list)
+    system_prompt: str | None = None
+    """The session-pinned system prompt (immutable once the session exists)."""
+    wire_safe: bool = True
+    """No stored tool call name needs mapping to a provider-legal wire name."""
 
     @classmethod
-    def from_rows(cls, rows: Sequence[MessageRow], *, next_seq: int, send_count: int) -> SessionWindow:
+    def from_rows(cls, rows: Sequence[MessageRow], *, next_seq: int, send_count: int,
+                  system_prompt: str | None = None) -> SessionWindow:
         return cls(
             next_seq=next_seq,
             send_count=send_count,
+            system_prompt=system_prompt,
             messages=[r.to_message() for r in rows],
             seqs=[r.seq for r in rows],
             round_indexes=[r.round_index for r in rows],
+            wire_safe=all(_names_legal(r) for r in rows),
         )
 
     def extend(self, rows: Sequence[MessageRow]) -> None:
@@ -50,6 +58,8 @@ class SessionWindow:
             self.messages.append(row.to_message())
             self.seqs.append(row.seq)
             self.round_indexes.append(row.round_index)
+            if self.wire_safe and not _names_legal(row):
+                self.wire_safe = False
         if rows:
             self.next_seq = rows[-1].seq + 1
 
@@ -72,3 +82,9 @@ class SessionWindow:
                                     tool_calls=open_calls)
             return None
         return None
+
+
+def _names_legal(row: MessageRow) -> bool:
+    if not row.tool_calls:
+        return True
+    return all(is_wire_legal(str((c.get("function") or {}).get("name") or "")) for c in row.tool_calls)

@@ -87,6 +87,10 @@ class LLMRequest:
     response_format: JSONObject | None = None
     extra: JSONObject = field(default_factory=dict)
     """Provider-specific body fields, merged into the request verbatim."""
+    history_wire_safe: bool = False
+    """The caller guarantees every tool name inside ``messages`` is already provider-legal
+    (``[A-Za-z0-9_-]{1,64}``), so a transport may skip per-message name mapping (an O(1)
+    hint the engine maintains incrementally; False is always safe)."""
 
     @classmethod
     def from_prompt(cls, *, prompt: str, system_prompt: str | None = None, **kwargs: Any) -> LLMRequest:

@@ -140,13 +140,12 @@ async def _retry_call(
     token: CancellationToken | None,
     on_retry: Callable[[int, BaseException, float], None] | None,
 ) -> T:
-    import tenacity  # lazy: keeps `import power_loop` fast
-
     loop = asyncio.get_running_loop()
     started = loop.time()
     deadline = None if policy.total_timeout is None else started + policy.total_timeout
     attempts = 0
     last_error: BaseException | None = None
+    import tenacity  # lazy: keeps `import power_loop` fast (and costs nothing on success)
 
     def timeout_error(detail: str) -> LLMTimeout:
         elapsed = loop.time() - started
@@ -158,8 +157,24 @@ async def _retry_call(
         error.__cause__ = last_error
         return error
 
+    # Fast path: the first attempt runs without building the tenacity machinery (almost
+    # every call succeeds at once). A failure is replayed as tenacity's first attempt, so
+    # the policy's semantics are exactly those of the loop below.
+    first_error: BaseException | None = None
+    attempts = 1
+    try:
+        return await _attempt(call, token=token, deadline=deadline,
+                              on_deadline=lambda: timeout_error("the deadline passed during the call"))
+    except (CancellationRequested, LLMTimeout, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        first_error = exc
+
     async def one_attempt() -> T:
-        nonlocal attempts
+        nonlocal attempts, first_error
+        if first_error is not None:
+            error, first_error = first_error, None
+            raise error
         attempts += 1
         return await _attempt(
             call, token=token, deadline=deadline,
@@ -298,7 +313,7 @@ def with_retry(
         >>> asyncio.run(with_retry(flaky, policy=LLMRetryPolicy(max_attempts=2)))
         'ok'
     """
-    if isinstance(call, LLMService) and not callable(call):
+    if not callable(call) and isinstance(call, LLMService):  # cheap test first: Protocol checks are slow
         if token is not None or on_retry is not None:
             raise InvalidArgumentError("with_retry(service, ...) takes only policy=; token and on_retry"
                                        " apply to the callable form")

@@ -42,6 +42,16 @@ class WindowCache:
         self._entries.move_to_end(session_id)
         return window
 
+    def peek(self, session_id: str) -> SessionWindow | None:
+        """The cached window without validation (the caller fences its first write)."""
+        window = self._entries.get(session_id)
+        if window is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._entries.move_to_end(session_id)
+        return window
+
     def put(self, session_id: str, window: SessionWindow) -> None:
         if self.capacity == 0:
             return

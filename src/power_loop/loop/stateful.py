@@ -21,13 +21,14 @@ from power_loop.contracts.errors import (
     SessionNotFoundError,
     SessionPendingError,
     StoreConfigError,
+    UsageError,
 )
 from power_loop.contracts.events import AgentEventType
 from power_loop.contracts.json import JSONObject, Message
 from power_loop.engine.config import DEFAULT_AGENT_SYSTEM_PROMPT, AgentLoopConfig
 from power_loop.engine.context import RunContext
 from power_loop.engine.result import FollowUpQueued, StatefulResult
-from power_loop.engine.run import execute_run
+from power_loop.engine.run import StaleWindowError, execute_run
 from power_loop.engine.tool_calls import answer_calls
 from power_loop.engine.window import SessionWindow
 from power_loop.events.bus import AgentEventBus
@@ -143,7 +144,8 @@ class StatefulAgentLoop:
             raise InvalidArgumentError(f"metadata must be a dict, got {type(metadata).__name__}")
         store = await self.ensure_store()
         row = await store.create_session(metadata=metadata, system_prompt=system_prompt)
-        self._cache.put(row.session_id, SessionWindow(next_seq=row.next_seq, send_count=row.send_count))
+        self._cache.put(row.session_id, SessionWindow(next_seq=row.next_seq, send_count=row.send_count,
+                                                      system_prompt=row.system_prompt))
         return row.session_id
 
     async def _session(self, session_id: str) -> SessionRow:
@@ -161,7 +163,8 @@ class StatefulAgentLoop:
             return window
         assert self.store is not None
         rows = await self.store.load_active_messages(row.session_id)
-        window = SessionWindow.from_rows(rows, next_seq=row.next_seq, send_count=row.send_count)
+        window = SessionWindow.from_rows(rows, next_seq=row.next_seq, send_count=row.send_count,
+                                         system_prompt=row.system_prompt)
         self._cache.put(row.session_id, window)
         return window
 
@@ -183,9 +186,8 @@ class StatefulAgentLoop:
         base = self.tool_registry or ToolRegistry()
         return base.subset(names)  # unknown names → ToolNotFound, before any write
 
-    def _system_prompt(self, per_call: str | None, row: SessionRow | None, offered: ToolRegistry | None) -> str:
-        prompt = per_call or (row.system_prompt if row is not None else None) or self.config.system_prompt \
-            or DEFAULT_AGENT_SYSTEM_PROMPT
+    def _system_prompt(self, per_call: str | None, session_prompt: str | None, offered: ToolRegistry | None) -> str:
+        prompt = per_call or session_prompt or self.config.system_prompt or DEFAULT_AGENT_SYSTEM_PROMPT
         if self.config.inject_tool_descriptions and offered is not None and len(offered.names()) > 0:
             lines = [self.config.tool_catalog_header]
             for d in offered.definitions():
@@ -197,7 +199,7 @@ class StatefulAgentLoop:
     async def resolve_system_prompt(self, *, session_id: str | None = None) -> str:
         """The exact system prompt the next send would use."""
         row = await self._session(session_id) if session_id is not None else None
-        return self._system_prompt(None, row, self.tool_registry)
+        return self._system_prompt(None, row.system_prompt if row is not None else None, self.tool_registry)
 
     def _retry_policy(self) -> tuple[LLMService, LLMRetryPolicy]:
         llm = self.llm
@@ -257,51 +259,77 @@ class StatefulAgentLoop:
         self._enter()
         try:
             async with self._lock(session_id):
-                row = await self._session(session_id)
-                window = await self._window(row)
-                pending = window.pending()
-                heal_calls: list[JSONObject] = []
-                resume_calls: list[JSONObject] = []
-                resume_round: int | None = None
-                if pending is not None:
-                    if resume:
-                        resume_calls, resume_round = pending.tool_calls, pending.round_index
-                    elif heal_pending:
-                        heal_calls = pending.tool_calls
-                    else:
-                        raise SessionPendingError(session_id, assistant_seq=pending.assistant_seq,
-                                                  pending_tool_calls=pending.tool_calls)
-                if resume and resume_calls and offered is None:
-                    return StatefulResult(session_id=session_id, status="pending_tools",
-                                          pending_tool_calls=resume_calls)
-                signal = asyncio.Event()
-                if session_id in self._leftover_follow_ups:
-                    self._leftover_follow_ups.discard(session_id)
-                    signal.set()
-                self._running[session_id] = signal
-                llm, policy = self._retry_policy()
-                ctx = RunContext(
-                    store=await self.ensure_store(), llm=llm, retry_policy=policy, config=self.config,
-                    hooks=self._hooks, bus=self._event_bus, session_id=session_id, window=window,
-                    token=CancellationToken.from_any(stop_event), has_stop_event=stop_event is not None,
-                    registry=offered, system_prompt=self._system_prompt(system_prompt, row, offered),
-                    tools_payload=offered.to_openai_tools() if offered is not None and offered.names() else None,
-                    send_index=None if message is None else window.send_count + 1, stream=self._streaming(),
-                    follow_up_signal=signal,
-                )
-                try:
-                    return await execute_run(ctx, opening=[message] if message is not None else [],
-                                             start_send=message is not None, heal_calls=heal_calls,
-                                             resume_calls=resume_calls, resume_round=resume_round)
-                except BaseException:
-                    self._cache.drop(session_id)  # the window may be ahead of or behind the store
-                    raise
-                finally:
-                    self._running.pop(session_id, None)
-                    if signal.is_set():
-                        self._leftover_follow_ups.add(session_id)
+                # A warm window is used without reading the session row: the run's first
+                # write is fenced on next_seq, so a stale window fails it with nothing
+                # written, and the run starts again on a fresh window.
+                for attempt in range(4):
+                    window = await self._prepared_window(session_id, fresh=attempt > 0 or message is None)
+                    try:
+                        return await self._run_on(window, session_id, message=message, stop_event=stop_event,
+                                                  offered=offered, system_prompt=system_prompt,
+                                                  heal_pending=heal_pending, resume=resume)
+                    except StaleWindowError:
+                        self._cache.drop(session_id)
+                raise UsageError(f"session {session_id!r} kept changing under this send (another writer?)")
         finally:
             self._leave()
+
+    async def _prepared_window(self, session_id: str, *, fresh: bool) -> SessionWindow:
+        if not fresh and isinstance(session_id, str):
+            window = self._cache.peek(session_id)
+            if window is not None:
+                return window
+        row = await self._session(session_id)
+        return await self._window(row)
+
+    async def _run_on(self, window: SessionWindow, session_id: str, *, message: Message | None,
+                      stop_event: CancellationLike, offered: ToolRegistry | None, system_prompt: str | None,
+                      heal_pending: bool, resume: bool) -> StatefulResult:
+        pending = window.pending()
+        heal_calls: list[JSONObject] = []
+        resume_calls: list[JSONObject] = []
+        resume_round: int | None = None
+        if pending is not None:
+            if resume:
+                resume_calls, resume_round = pending.tool_calls, pending.round_index
+            elif heal_pending:
+                heal_calls = pending.tool_calls
+            else:
+                fresh = await self._prepared_window(session_id, fresh=True)  # confirm before refusing
+                if fresh is not window:
+                    raise StaleWindowError("pending state seen in a cached window")
+                raise SessionPendingError(session_id, assistant_seq=pending.assistant_seq,
+                                          pending_tool_calls=pending.tool_calls)
+        if resume and resume_calls and offered is None:
+            return StatefulResult(session_id=session_id, status="pending_tools", pending_tool_calls=resume_calls)
+        signal = asyncio.Event()
+        if session_id in self._leftover_follow_ups:
+            self._leftover_follow_ups.discard(session_id)
+            signal.set()
+        self._running[session_id] = signal
+        llm, policy = self._retry_policy()
+        ctx = RunContext(
+            store=await self.ensure_store(), llm=llm, retry_policy=policy, config=self.config,
+            hooks=self._hooks, bus=self._event_bus, session_id=session_id, window=window,
+            token=CancellationToken.from_any(stop_event), has_stop_event=stop_event is not None,
+            registry=offered, system_prompt=self._system_prompt(system_prompt, window.system_prompt, offered),
+            tools_payload=offered.to_openai_tools() if offered is not None and offered.names() else None,
+            send_index=None if message is None else window.send_count + 1, stream=self._streaming(),
+            follow_up_signal=signal,
+        )
+        try:
+            return await execute_run(ctx, opening=[message] if message is not None else [],
+                                     start_send=message is not None, heal_calls=heal_calls,
+                                     resume_calls=resume_calls, resume_round=resume_round)
+        except StaleWindowError:
+            raise
+        except BaseException:
+            self._cache.drop(session_id)  # the window may be ahead of or behind the store
+            raise
+        finally:
+            self._running.pop(session_id, None)
+            if signal.is_set():
+                self._leftover_follow_ups.add(session_id)
 
     async def follow_up(
         self,

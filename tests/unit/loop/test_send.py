@@ -53,7 +53,7 @@ async def test_warm_tool_round_costs_four_commits_and_no_history_read(make_loop:
     counters.reset()
     await loop.send("add", session_id=sid)
     assert counters.commits == 4
-    assert counters.reads == 1  # the session row (next_seq validates the cached window)
+    assert counters.reads == 0  # the warm window is fenced by next_seq on its first write
 
 
 async def test_history_is_sent_back_each_round(make_loop: LoopFactory) -> None:

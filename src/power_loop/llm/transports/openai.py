@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -48,6 +49,8 @@ from power_loop.llm.config import LLMProviderConfig
 from power_loop.llm.contract import LLMRequest, LLMResponse, LLMStreamChunk
 from power_loop.llm.retry import LLMRetryPolicy
 from power_loop.llm.tool_names import ToolNameMap
+from power_loop.llm.transports._lean_http import HTTPExchangeError, LeanHTTPClient, proxy_configured
+from power_loop.llm.transports._sdk_wire import learn_wire_format, status_error
 from power_loop.llm.transports._openai_response import (
     StreamAssembler,
     build_response,
@@ -66,6 +69,10 @@ _FALLBACK_KEY_ORDER = (
 )
 _key_order: tuple[str, ...] | None = None
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
+_TOOL_CHOICE_KEYWORDS = frozenset({"auto", "none", "required"})
+# How a json_schema response_format is sent: as is, as json_object + the schema in the
+# system prompt, or as the prompt instruction alone (each server's refusal moves one down).
+_RESPONSE_FORMAT_MODES = ("json_schema", "json_object", "prompt")
 
 
 def _import_openai() -> Any:
@@ -169,6 +176,11 @@ class OpenAICompatLLMService:
         self._response_cls: Any = None
         self._options: dict[str, Any] = {}
         self._name_maps: dict[tuple[str, ...], ToolNameMap] = {}
+        self.response_format_mode = _RESPONSE_FORMAT_MODES[0]
+        """How a json_schema ``response_format`` is sent to this endpoint (see ``_post_adapted``)."""
+        self._lean: LeanHTTPClient | None = None
+        self._lean_headers: dict[str, str] = {}
+        self._dumps: Callable[[Any], bytes] | None = None
 
     # -- the SDK client -------------------------------------------------------------
     async def _get_client(self) -> Any:
@@ -186,11 +198,29 @@ class OpenAICompatLLMService:
             if "security" in getattr(request_options, "__annotations__", {}):
                 self._options = {"security": {"bearer_auth": True}}  # as create() sends it
             await _learn_key_order(self._client)
+            self._setup_lean(self._client)
         return self._client
+
+    def _setup_lean(self, client: Any) -> None:
+        """Use the lean HTTP exchange when the SDK's request can be reproduced exactly."""
+        self._lean = None
+        if self.config.extra.get("http_engine", "auto") == "sdk":
+            return
+        base_url = str(client.base_url)
+        if proxy_configured(base_url):
+            return  # proxies are the SDK client's job
+        learnt = learn_wire_format(client, self._openai, "/chat/completions", self._options)
+        if learnt is None:
+            return
+        self._dumps, self._lean_headers = learnt
+        self._lean = LeanHTTPClient(base_url, timeout_s=self.config.timeout_s)
 
     async def close(self) -> None:
         """Close the SDK client (a later call opens a new one)."""
         client, self._client = self._client, None
+        lean, self._lean = self._lean, None
+        if lean is not None:
+            await lean.aclose()
         if client is not None:
             await client.close()
 
@@ -243,14 +273,78 @@ class OpenAICompatLLMService:
         if self._debug:
             logger.debug("openai request: model=%s messages=%d tools=%d stream=%s", body.get("model"),
                          len(body.get("messages") or ()), len(body.get("tools") or ()), stream)
+        if self._lean is not None and self._dumps is not None:
+            return await self._post_lean(client, self._dumps(body), stream=stream)
         try:
             return await client.post("/chat/completions", body=body, cast_to=self._response_cls,
                                      options=self._options, stream=stream)
         except self._openai.OpenAIError as exc:
             raise self._translate(exc) from exc
 
+    async def _post_lean(self, client: Any, body: bytes, *, stream: bool) -> Any:
+        assert self._lean is not None
+        try:
+            response = await self._lean.post("/chat/completions", body, self._lean_headers)
+            if response.status_code >= 400:
+                await response.read()
+                error = status_error(client, self._response_cls, response,
+                                     str(client.base_url).rstrip("/") + "/chat/completions")
+                raise self._translate(error) from error
+            if not stream:
+                await response.read()
+            return response
+        except HTTPExchangeError as exc:
+            if exc.timed_out:
+                raise LLMProviderError(
+                    f"openai-compatible endpoint {self.config.base_url} did not answer within"
+                    f" timeout_s={self.config.timeout_s}", provider="openai", retryable=True) from exc
+            raise LLMProviderError(f"cannot reach openai-compatible endpoint {self.config.base_url}: {exc}",
+                                   provider="openai", retryable=True) from exc
+
+    async def _post_adapted(self, request: LLMRequest, *, stream: bool) -> Any:
+        """``_post`` with a json_schema ``response_format`` this endpoint accepts.
+
+        A server that refuses json_schema with a 400/422 naming ``response_format`` gets
+        ``json_object`` plus the schema in the system prompt; refusing that too, the
+        prompt instruction alone. The step down is remembered for this service instance.
+        """
+        while True:
+            adapted = self._adapt_response_format(request)
+            try:
+                return await self._post(adapted, stream=stream)
+            except LLMProviderError as exc:
+                if not self._refuses_response_format(exc, adapted):
+                    raise
+                mode = _RESPONSE_FORMAT_MODES[_RESPONSE_FORMAT_MODES.index(self.response_format_mode) + 1]
+                logger.info("%s refused response_format %s (%s); sending %s from now on", self.config.base_url,
+                            (adapted.response_format or {}).get("type"), exc, mode)
+                self.response_format_mode = mode
+
+    def _adapt_response_format(self, request: LLMRequest) -> LLMRequest:
+        response_format = request.response_format
+        if self.response_format_mode == "json_schema" or not response_format \
+                or response_format.get("type") != "json_schema":
+            return request
+        from power_loop.llm.structured import StructuredOutputSpec  # lazy: rare path
+
+        spec = StructuredOutputSpec.from_response_format(response_format)
+        instruction = spec.prompt_instruction() if spec is not None else "Reply with a single JSON object."
+        system = f"{request.system_prompt}\n\n{instruction}" if request.system_prompt else instruction
+        fallback = {"type": "json_object"} if self.response_format_mode == "json_object" else None
+        return dataclasses.replace(request, system_prompt=system, response_format=fallback)
+
+    def _refuses_response_format(self, exc: LLMProviderError, request: LLMRequest) -> bool:
+        if exc.status_code not in (400, 422) or not request.response_format:
+            return False
+        if self.response_format_mode == _RESPONSE_FORMAT_MODES[-1]:
+            return False
+        text = str(exc).lower()
+        return "response_format" in text or "json_schema" in text or "json_object" in text
+
     def _translate(self, exc: BaseException) -> LLMProviderError:
         openai = self._openai
+        if isinstance(exc, LLMProviderError):
+            return exc
         if isinstance(exc, openai.APIStatusError):
             status = int(exc.status_code)
             body = exc.body
@@ -328,7 +422,7 @@ class OpenAICompatLLMService:
                                default_model=request.model or self.config.model)
 
     async def _complete_once(self, request: LLMRequest) -> LLMResponse:
-        response = await self._post(request, stream=False)
+        response = await self._post_adapted(request, stream=False)
         try:
             data = json.loads(response.content)
         except ValueError as exc:
@@ -357,7 +451,7 @@ class OpenAICompatLLMService:
 
     async def _events(self, request: LLMRequest) -> AsyncGenerator[JSONObject, None]:
         """The parsed ``data:`` objects of one streamed call; ``{"[DONE]": True}`` at the end."""
-        response = await self._post(request, stream=True)
+        response = await self._post_adapted(request, stream=True)
         try:
             async for line in response.aiter_lines():
                 if not line.startswith("data:"):
@@ -394,8 +488,8 @@ def _wire_messages(request: LLMRequest, name_map: ToolNameMap | None) -> list[Me
     messages: list[Message] = []
     if request.system_prompt:
         messages.append({"role": "system", "content": request.system_prompt})
-    if name_map is None:
-        messages.extend(request.messages)
+    if name_map is None or (name_map.is_identity and request.history_wire_safe):
+        messages.extend(request.messages)  # O(1) per message in C: no per-message walk
         return messages
     to_wire, unchanged, append = name_map.to_wire, name_map.unchanged, messages.append
     for message in request.messages:
@@ -437,6 +531,11 @@ def _wire_tools(tools: list[JSONObject], name_map: ToolNameMap | None) -> list[J
 
 
 def _wire_tool_choice(choice: str | JSONObject, name_map: ToolNameMap | None) -> str | JSONObject:
+    if isinstance(choice, str):
+        if choice in _TOOL_CHOICE_KEYWORDS:
+            return choice
+        # A bare tool name forces that tool.
+        return {"type": "function", "function": {"name": name_map.to_wire(choice) if name_map else choice}}
     if isinstance(choice, dict) and name_map is not None and not name_map.is_identity:
         return _renamed_call(choice, name_map.to_wire)
     return choice

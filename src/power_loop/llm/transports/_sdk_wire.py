@@ -1,0 +1,68 @@
+"""What the lean HTTP path borrows from an official SDK client (openai or anthropic).
+
+``learn_wire_format`` asks the SDK to build one probe request and keeps its exact
+headers and a serializer proven to produce the SDK's exact body bytes; ``status_error``
+turns a lean error response into the SDK's own exception class. Both rely on SDK
+internals that both SDKs share (``_build_request``, ``FinalRequestOptions``,
+``_make_status_error_from_response``); when anything is missing or differs they return
+None / a plain error and the transport keeps using the SDK's own HTTP client.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from power_loop.contracts.errors import LLMProviderError
+from power_loop.llm.transports._lean_http import LeanResponse
+
+Dumps = Callable[[Any], bytes]
+
+_PROBE: dict[str, Any] = {
+    "model": "probe-model",
+    "messages": [{"role": "user", "content": "h\u00e9llo \u2028 \"quoted\" \\ \U0001f600"}],
+    "max_tokens": 7, "temperature": 0.5, "stream": False, "metadata": {"k": None, "b": True},
+}
+
+
+def _compact(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _classic(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
+
+
+_CANDIDATES: tuple[Dumps, ...] = (_compact, _classic)
+
+
+def learn_wire_format(client: Any, sdk: Any, path: str, options: Mapping[str, Any]) -> tuple[Dumps, dict[str, str]] | None:
+    """``(dumps, headers)`` reproducing the SDK's request for ``path``, or None."""
+    try:
+        models = importlib.import_module(f"{sdk.__name__}._models")
+        final_options = models.FinalRequestOptions.construct(method="post", url=path, json_data=dict(_PROBE),
+                                                             **dict(options))
+        request = client._build_request(final_options)
+        content = request.read() if hasattr(request, "read") else request.content
+        dumps = next((c for c in _CANDIDATES if c(_PROBE) == content), None)
+        if dumps is None:
+            return None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        return dumps, headers
+    except Exception:  # any SDK difference: stay on the SDK's own client
+        return None
+
+
+def status_error(client: Any, response_cls: Any, response: LeanResponse, url: str) -> BaseException:
+    """The SDK's exception for an HTTP error response (a plain LLMProviderError if that fails)."""
+    try:
+        request_cls = importlib.import_module(response_cls.__module__).Request
+        sdk_response = response_cls(response.status_code, headers=list(response.headers.items()),
+                                    content=response.content, request=request_cls("POST", url))
+        return client._make_status_error_from_response(sdk_response)  # type: ignore[no-any-return]
+    except Exception:
+        return LLMProviderError(f"HTTP {response.status_code}: {response.content[:500]!r}",
+                                provider="unknown", status_code=response.status_code,
+                                retryable=response.status_code in (408, 409, 429) or response.status_code >= 500)
