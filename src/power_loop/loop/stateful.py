@@ -21,6 +21,7 @@ from power_loop.contracts.errors import (
     SessionNotFoundError,
     SessionPendingError,
     StoreConfigError,
+    ToolNotFound,
     UsageError,
 )
 from power_loop.contracts.events import AgentEventType
@@ -35,6 +36,7 @@ from power_loop.events.bus import AgentEventBus
 from power_loop.hooks.registry import AgentHooks
 from power_loop.llm.contract import LLMService
 from power_loop.llm.retry import LLMRetryPolicy
+from power_loop.llm.structured import StructuredOutputSpec
 from power_loop.loop.cache import CacheStats, WindowCache
 from power_loop.loop.sync_runner import SyncRunner
 from power_loop.loop.user_input import normalize_user_input
@@ -231,21 +233,44 @@ class StatefulAgentLoop:
         tools: Sequence[str] | ToolRegistry | None = None,
         system_prompt: str | None = None,
         heal_pending: bool = False,
+        output_schema: StructuredOutputSpec | JSONObject | None = None,
+        tool_choice: str | JSONObject | None = None,
     ) -> StatefulResult:
         """Append ``user_input`` to the session and run rounds until the model answers.
+
+        ``output_schema`` and ``tool_choice`` override the config's for this send only
+        (an ``output_schema`` replaces the config's ``response_format`` too).
 
         Raises:
             SessionNotFoundError: ``session.not_found``.
             SessionPendingError: ``session.pending`` — unresolved tool calls (unless ``heal_pending``).
-            ToolNotFound: ``tool.not_found`` — ``tools=`` names an unregistered tool.
-            InvalidArgumentError: ``invalid_argument`` — empty or non-text input.
+            ToolNotFound: ``tool.not_found`` — ``tools=`` or ``tool_choice=`` names a tool not offered.
+            InvalidArgumentError: ``invalid_argument`` — empty or non-text input, a bad ``output_schema``.
             LoopClosedError: ``loop.closed``.
         """
         self._check_open()
         message = normalize_user_input(user_input)
         offered = self._offered(tools)
+        config = self._send_config(output_schema, tool_choice, offered)
         return await self._run(session_id, message=message, stop_event=stop_event, offered=offered,
-                               system_prompt=system_prompt, heal_pending=heal_pending, resume=False)
+                               system_prompt=system_prompt, heal_pending=heal_pending, resume=False,
+                               config=config)
+
+    def _send_config(
+        self, output_schema: StructuredOutputSpec | JSONObject | None, tool_choice: str | JSONObject | None,
+        offered: ToolRegistry | None,
+    ) -> AgentLoopConfig | None:
+        """The config of one send with its overrides (None: ``self.config`` as is)."""
+        changes: dict[str, Any] = {}
+        if output_schema is not None:
+            changes["output_schema"] = StructuredOutputSpec.coerce(output_schema)
+            changes["response_format"] = None
+        if tool_choice is not None:
+            if isinstance(tool_choice, str) and tool_choice not in ("auto", "none", "required") and (
+                    offered is None or tool_choice not in offered.names()):
+                raise ToolNotFound(tool_choice, known=offered.names() if offered is not None else ())
+            changes["tool_choice"] = tool_choice
+        return self.config.with_changes(**changes) if changes else None
 
     async def resume(self, session_id: str, *, stop_event: CancellationLike = None) -> StatefulResult:
         """Run the pending round's unresolved tool calls, then continue without new input."""
@@ -255,7 +280,7 @@ class StatefulAgentLoop:
 
     async def _run(self, session_id: str, *, message: Message | None, stop_event: CancellationLike,
                    offered: ToolRegistry | None, system_prompt: str | None, heal_pending: bool,
-                   resume: bool) -> StatefulResult:
+                   resume: bool, config: AgentLoopConfig | None = None) -> StatefulResult:
         self._enter()
         try:
             async with self._lock(session_id):
@@ -267,7 +292,7 @@ class StatefulAgentLoop:
                     try:
                         return await self._run_on(window, session_id, message=message, stop_event=stop_event,
                                                   offered=offered, system_prompt=system_prompt,
-                                                  heal_pending=heal_pending, resume=resume)
+                                                  heal_pending=heal_pending, resume=resume, config=config)
                     except StaleWindowError:
                         self._cache.drop(session_id)
                 raise UsageError(f"session {session_id!r} kept changing under this send (another writer?)")
@@ -284,7 +309,8 @@ class StatefulAgentLoop:
 
     async def _run_on(self, window: SessionWindow, session_id: str, *, message: Message | None,
                       stop_event: CancellationLike, offered: ToolRegistry | None, system_prompt: str | None,
-                      heal_pending: bool, resume: bool) -> StatefulResult:
+                      heal_pending: bool, resume: bool,
+                      config: AgentLoopConfig | None = None) -> StatefulResult:
         pending = window.pending()
         heal_calls: list[JSONObject] = []
         resume_calls: list[JSONObject] = []
@@ -309,12 +335,13 @@ class StatefulAgentLoop:
         self._running[session_id] = signal
         llm, policy = self._retry_policy()
         ctx = RunContext(
-            store=await self.ensure_store(), llm=llm, retry_policy=policy, config=self.config,
+            store=await self.ensure_store(), llm=llm, retry_policy=policy, config=config or self.config,
             hooks=self._hooks, bus=self._event_bus, session_id=session_id, window=window,
             token=CancellationToken.from_any(stop_event), has_stop_event=stop_event is not None,
             registry=offered, system_prompt=self._system_prompt(system_prompt, window.system_prompt, offered),
             tools_payload=offered.to_openai_tools() if offered is not None and offered.names() else None,
-            send_index=None if message is None else window.send_count + 1, stream=self._streaming(),
+            send_index=window.send_count + 1 if message is not None else (window.send_count or None),
+            stream=self._streaming(),
             follow_up_signal=signal,
         )
         try:
@@ -339,14 +366,21 @@ class StatefulAgentLoop:
         stop_event: CancellationLike = None,
         tools: Sequence[str] | ToolRegistry | None = None,
         system_prompt: str | None = None,
+        output_schema: StructuredOutputSpec | JSONObject | None = None,
+        tool_choice: str | JSONObject | None = None,
     ) -> StatefulResult | FollowUpQueued:
-        """Queue into a running send at its next round boundary, or send now when idle."""
+        """Queue into a running send at its next round boundary, or send now when idle.
+
+        A queued input keeps the running send's policy: ``tools``, ``system_prompt``,
+        ``output_schema`` and ``tool_choice`` apply only when it runs as its own send.
+        """
         self._check_open()
         message = normalize_user_input(user_input)
         signal = self._running.get(session_id)
         if signal is None:
             return await self.send(message, session_id, stop_event=stop_event, tools=tools,
-                                   system_prompt=system_prompt)
+                                   system_prompt=system_prompt, output_schema=output_schema,
+                                   tool_choice=tool_choice)
         store = await self.ensure_store()
         depth = await store.enqueue_follow_up(session_id, message.get("content"))
         signal.set()

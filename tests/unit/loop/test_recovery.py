@@ -100,5 +100,5 @@ async def test_resume_without_pending_runs_one_more_round(make_loop: LoopFactory
     sid = await loop.new_session()
     await loop.send("hi", session_id=sid)
     result = await loop.resume(sid)
-    assert result.final_text == "two" and result.send_index is None
+    assert result.final_text == "two" and result.send_index == 1  # it continues send 1
     assert roles(await loop.get_messages(sid)) == ["user", "assistant", "assistant"]
