@@ -9,13 +9,13 @@ are excluded from every variant's timing.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from benchmarks._workload import run_worker, start_server, tool_output, user_text
 
@@ -27,10 +27,10 @@ def _ms(x: float) -> str:
 def _table(title: str, header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     print(f"\n{title}")
-    print("  " + " | ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("  " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     print("  " + "-+-".join("-" * w for w in widths))
     for r in rows:
-        print("  " + " | ".join(c.ljust(w) for c, w in zip(r, widths)))
+        print("  " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
 
 
 def s1(url: str, tmp: Path, sends: int) -> None:
@@ -60,7 +60,7 @@ async def _prepare(db: str, prior: int) -> str:
     sid, seq = row.session_id, row.next_seq
     for i in range(prior):
         call_id = f"call_{i}"
-        args = '{"key": "k%d"}' % i
+        args = json.dumps({"key": f"k{i}"})
         msgs = [
             {"role": "user", "content": user_text(i)},
             {"role": "assistant", "content": None, "tool_calls": [
@@ -112,8 +112,8 @@ def s3(url: str, tmp: Path, sessions: int, sends: int) -> None:
         per[variant] = res["cpu"] / (sessions * sends)
     for variant, v in per.items():
         rows.append([variant, _ms(v), f"{v / per['raw']:6.2f}x"])
-    _table(f"S3: {sessions} sessions x {sends} sends ({'concurrently' if True else ''} for ours; raw sequential); "
-           "CPU ms per send", ["variant", "per send", "vs raw"], rows)
+    _table(f"S3: {sessions} sessions x {sends} sends (concurrently for ours; raw sequential); CPU ms per send",
+           ["variant", "per send", "vs raw"], rows)
     print("  target: ours <= 2x raw")
 
 
@@ -126,7 +126,8 @@ def sql(url: str, tmp: Path) -> None:
 
 def import_cost(repeat: int) -> None:
     code = ("import time,sys; t=time.perf_counter(); import power_loop; d=time.perf_counter()-t; "
-            "print(d, int(any(m in sys.modules for m in ('openai','anthropic','httpx','httpx2','asyncpg','aiomysql'))))")
+            "print(d, int(any(m in sys.modules for m in "
+            "('openai','anthropic','httpx','httpx2','asyncpg','aiomysql'))))")
     samples = []
     sdk = 0
     for _ in range(repeat):

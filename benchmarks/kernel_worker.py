@@ -117,8 +117,14 @@ def floor_send(http: RawHTTP | SDKHTTP, store: RawStore, sid: str, history: list
 
 
 def build_loop(url: str, db: str) -> Any:
-    from power_loop import AgentLoopConfig, LLMProviderConfig, StatefulAgentLoop, ToolDefinition, ToolRegistry
-    from power_loop import create_llm_service_from_config
+    from power_loop import (
+        AgentLoopConfig,
+        LLMProviderConfig,
+        StatefulAgentLoop,
+        ToolDefinition,
+        ToolRegistry,
+        create_llm_service_from_config,
+    )
 
     registry = ToolRegistry()
     fn = TOOLS[0]["function"]

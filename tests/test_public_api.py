@@ -11,13 +11,41 @@ from typing import Any
 import power_loop
 from api_snapshot import SNAPSHOT, build
 
-EXPECTED_STABLE = (
-    "StatefulAgentLoop StatefulResult FollowUpQueued AgentLoopConfig SessionStore SubagentLifecycle PowerLoopError "
-    "SessionNotFoundError SessionPendingError LLMTimeout LLMRetryExhausted CancellationRequested ToolNotFound "
-    "ToolValidationError SpecValidationError LLMRetryPolicy CancellationToken AgentHooks AgentEventBus AgentEvent "
-    "AgentEventType HookPoint HookDirective ToolRegistry ToolDefinition LLMService LLMRequest LLMResponse "
-    "LLMStreamChunk LLMTokenUsage LLMProviderConfig create_llm_service_from_env create_llm_service_from_config"
-).split()
+EXPECTED_STABLE = [
+    "StatefulAgentLoop",
+    "StatefulResult",
+    "FollowUpQueued",
+    "AgentLoopConfig",
+    "SessionStore",
+    "SubagentLifecycle",
+    "PowerLoopError",
+    "SessionNotFoundError",
+    "SessionPendingError",
+    "LLMTimeout",
+    "LLMRetryExhausted",
+    "CancellationRequested",
+    "ToolNotFound",
+    "ToolValidationError",
+    "SpecValidationError",
+    "LLMRetryPolicy",
+    "CancellationToken",
+    "AgentHooks",
+    "AgentEventBus",
+    "AgentEvent",
+    "AgentEventType",
+    "HookPoint",
+    "HookDirective",
+    "ToolRegistry",
+    "ToolDefinition",
+    "LLMService",
+    "LLMRequest",
+    "LLMResponse",
+    "LLMStreamChunk",
+    "LLMTokenUsage",
+    "LLMProviderConfig",
+    "create_llm_service_from_env",
+    "create_llm_service_from_config",
+]
 
 
 def test_stable_api_is_exactly_the_contract() -> None:

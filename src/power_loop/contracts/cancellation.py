@@ -9,11 +9,12 @@ buggy probe can never stop a run by accident.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol, Union, runtime_checkable
 
-from power_loop.contracts.errors import CancellationRequested
+from power_loop.contracts.errors import CancellationRequested, InvalidArgumentError
 
 
 @runtime_checkable
@@ -21,7 +22,9 @@ class _HasIsSet(Protocol):
     def is_set(self) -> bool: ...
 
 
-CancellationLike = Union["CancellationToken", asyncio.Event, threading.Event, Callable[[], bool], _HasIsSet, None]
+CancellationLike = Union[
+    "CancellationToken", asyncio.Event, threading.Event, Callable[[], bool], _HasIsSet, None
+]
 """Everything ``stop_event=`` accepts."""
 
 
@@ -35,28 +38,35 @@ class CancellationToken:
         (True, 'user pressed stop')
     """
 
-    __slots__ = ("_event", "_probe", "_reason", "_waiters")
+    __slots__ = ("_event", "_lock", "_probe", "_reason", "_waiters")
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._lock = threading.Lock()
         self._reason = "cancelled"
         self._probe: Callable[[], bool] | None = None
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     @classmethod
     def from_any(cls, obj: CancellationLike) -> CancellationToken:
-        """Adapt a token, an event, a ``() -> bool`` callable or ``None`` to a token."""
+        """Adapt a token, an event, a ``() -> bool`` callable or ``None`` to a token.
+
+        Raises:
+            InvalidArgumentError: ``invalid_argument`` for anything else.
+        """
         if isinstance(obj, CancellationToken):
             return obj
         token = cls()
         if obj is None:
             return token
-        if isinstance(obj, (asyncio.Event, threading.Event)) or isinstance(obj, _HasIsSet):
+        if isinstance(obj, (asyncio.Event, threading.Event, _HasIsSet)):
             token._probe = obj.is_set
         elif callable(obj):
             token._probe = obj
         else:
-            raise TypeError(f"stop_event must be a CancellationToken, an Event or a callable, not {type(obj).__name__}")
+            raise InvalidArgumentError(
+                "stop_event must be a CancellationToken, an asyncio/threading Event, an object with"
+                f" is_set() or a () -> bool callable, not {type(obj).__name__}")
         return token
 
     @classmethod
@@ -70,14 +80,16 @@ class CancellationToken:
         return self._reason
 
     def cancel(self, reason: str = "cancelled") -> None:
-        """Set the token; idempotent (the first reason wins)."""
-        if self._event.is_set():
-            return
-        self._reason = reason
-        self._event.set()
-        waiters, self._waiters = self._waiters, []
+        """Set the token; idempotent and thread-safe (the first reason wins)."""
+        with self._lock:
+            if self._event.is_set():
+                return
+            self._reason = reason
+            self._event.set()
+            waiters, self._waiters = self._waiters, []
         for loop, fut in waiters:
-            loop.call_soon_threadsafe(_resolve, fut)
+            with contextlib.suppress(RuntimeError):  # that waiter's loop is closed: nobody to wake
+                loop.call_soon_threadsafe(_resolve, fut)
 
     def is_cancelled(self) -> bool:
         """True once cancelled, or when the adapted event/callable reports set."""
@@ -111,7 +123,10 @@ class CancellationToken:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         entry = (loop, fut)
-        self._waiters.append(entry)
+        with self._lock:
+            if self._event.is_set():  # cancelled since the check above: cancel() saw no waiter
+                return True
+            self._waiters.append(entry)
         deadline = None if timeout is None else loop.time() + timeout
         try:
             while True:
@@ -126,8 +141,9 @@ class CancellationToken:
                     if self.is_cancelled():
                         return True
         finally:
-            if entry in self._waiters:
-                self._waiters.remove(entry)
+            with self._lock:
+                if entry in self._waiters:
+                    self._waiters.remove(entry)
             if not fut.done():
                 fut.cancel()
 

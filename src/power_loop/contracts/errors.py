@@ -16,6 +16,12 @@ class PowerLoopError(Exception):
 
     code: ClassVar[str] = "power_loop.error"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take keyword-only attributes, so the default ``cls(*self.args)``
+        # cannot rebuild them (pickling across processes, ``copy.copy``): restore the
+        # message args and the attributes without calling ``__init__``.
+        return (_rebuild_error, (type(self), self.args, dict(self.__dict__)))
+
 
 class InvalidArgumentError(PowerLoopError, ValueError):
     """A bad argument without a more specific class."""
@@ -87,11 +93,14 @@ class SessionPendingError(PowerLoopError):
         self.pending_tool_calls = list(pending_tool_calls)
         self.pending_interactions = list(pending_interactions)
         names = ", ".join(
-            str(c.get("function", {}).get("name", "?")) for c in self.pending_tool_calls
+            str((c.get("function") or {}).get("name", "?")) for c in self.pending_tool_calls
         )
+        unresolved = [f"{len(self.pending_tool_calls)} unresolved tool call(s) ({names})"]
+        if self.pending_interactions:
+            unresolved.append(f"{len(self.pending_interactions)} pending interaction(s)")
         super().__init__(
-            f"session {session_id!r} has {len(self.pending_tool_calls)} unresolved tool call(s)"
-            f" ({names}) from assistant message seq {assistant_seq}: call resume() to run them,"
+            f"session {session_id!r} has {' and '.join(unresolved)} from assistant message seq"
+            f" {assistant_seq}: call resume() (or submit_input() for an interaction) to finish them,"
             " abort_pending() to close them, or send(..., heal_pending=True) to abort and continue"
         )
 
@@ -287,6 +296,13 @@ class BlackboardError(PowerLoopError, ValueError):
     """A bad blackboard operation."""
 
     code: ClassVar[str] = "blackboard.invalid"
+
+
+def _rebuild_error(cls: type[PowerLoopError], args: tuple[Any, ...], state: dict[str, Any]) -> PowerLoopError:
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
 
 
 ERROR_CODES: dict[str, str] = {

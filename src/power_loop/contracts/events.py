@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any, ClassVar
 
+from power_loop.contracts.errors import InvalidArgumentError
 from power_loop.contracts.json import JSONObject
 
 _SEQ = itertools.count(1)
@@ -319,8 +320,22 @@ class SubagentCompletedPayload(_SubagentPayload):
     pass
 
 
+def _data_from_payload(etype: AgentEventType, payload: JSONObject) -> BaseEventPayload | None:
+    """The typed payload a dict describes: unknown keys ignored (newer writers), missing
+    ones defaulted; None when the values do not fit the dataclass."""
+    ptype = PAYLOAD_TYPES.get(etype)
+    if ptype is None:
+        return None
+    known = {f.name for f in fields(ptype)}
+    try:
+        return ptype(**{k: v for k, v in payload.items() if k in known})
+    except TypeError:
+        return None
+
+
 class AgentEvent:
-    """One event. ``payload`` is the dict form of ``data`` (built on first access).
+    """One event. ``payload`` is the dict form of ``data`` (built on first access); an
+    event built from a ``payload`` dict alone gets its typed ``data`` from it.
 
     Example:
         >>> e = AgentEvent(AgentEventType.USER_NOTIFICATION, data=UserNotificationPayload(message="hi"))
@@ -345,7 +360,18 @@ class AgentEvent:
         seq: int | None = None,
         mono: float | None = None,
     ) -> None:
-        self.type = AgentEventType(type)
+        try:
+            self.type = AgentEventType(type)
+        except ValueError:
+            raise InvalidArgumentError(f"unknown event type {type!r}") from None
+        if data is None:
+            if payload is not None:
+                data = _data_from_payload(self.type, payload)
+        else:
+            expected = PAYLOAD_TYPES.get(self.type)
+            if expected is not None and not isinstance(data, expected):
+                raise InvalidArgumentError(
+                    f"a {self.type.value} event carries {expected.__name__}, not {data.__class__.__name__}")
         self.data = data
         self._payload = payload
         self.session_id = session_id
@@ -365,7 +391,7 @@ class AgentEvent:
     def to_dict(self) -> JSONObject:
         """A JSON-ready dict that ``from_dict`` turns back into an equal event (stamps kept)."""
         return {
-            "type": self.type.value, "payload": self.payload, "session_id": self.session_id,
+            "type": self.type.value, "payload": dict(self.payload), "session_id": self.session_id,
             "round_index": self.round_index, "stream_id": self.stream_id, "source": self.source,
             "ts": self.ts, "seq": self.seq, "mono": self.mono,
         }
@@ -373,17 +399,12 @@ class AgentEvent:
     @classmethod
     def from_dict(cls, d: JSONObject) -> AgentEvent:
         """Rebuild an event (and its typed ``data``) from ``to_dict()`` output."""
-        etype = AgentEventType(d["type"])
+        try:
+            etype = AgentEventType(d["type"])
+        except (KeyError, ValueError):
+            raise InvalidArgumentError(f"not an AgentEvent dict (unknown type {d.get('type')!r})") from None
         payload = dict(d.get("payload") or {})
-        ptype = PAYLOAD_TYPES.get(etype)
-        data: BaseEventPayload | None = None
-        if ptype is not None:
-            known = {f.name for f in fields(ptype)}
-            try:
-                data = ptype(**{k: v for k, v in payload.items() if k in known})
-            except TypeError:
-                data = None
-        return cls(etype, payload, data, session_id=d.get("session_id"), round_index=d.get("round_index"),
+        return cls(etype, payload, session_id=d.get("session_id"), round_index=d.get("round_index"),
                    stream_id=d.get("stream_id"), source=d.get("source"), ts=d.get("ts"), seq=d.get("seq"),
                    mono=d.get("mono"))
 
@@ -396,4 +417,5 @@ class AgentEvent:
     __hash__ = None  # type: ignore[assignment]  # mutable payload dict: events are not hashable
 
     def __repr__(self) -> str:
-        return f"AgentEvent({self.type.value}, seq={self.seq}, session_id={self.session_id!r}, payload={self.payload!r})"
+        return (f"AgentEvent({self.type.value}, seq={self.seq}, session_id={self.session_id!r},"
+                f" payload={self.payload!r})")

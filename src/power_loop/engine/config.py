@@ -13,6 +13,7 @@ from typing import Any
 from power_loop.contracts.errors import InvalidArgumentError
 from power_loop.contracts.json import JSONObject
 from power_loop.llm.retry import LLMRetryPolicy
+from power_loop.llm.structured import StructuredOutputSpec
 
 DEFAULT_AGENT_SYSTEM_PROMPT = (
     "You are a helpful assistant. Use the available tools when they help, and answer concisely."
@@ -37,8 +38,9 @@ class AgentLoopConfig:
     """Model override on every request of the loop."""
     response_format: JSONObject | None = None
     """OpenAI-style ``response_format`` forwarded on every agent call."""
-    output_schema: Any = None
-    """``{"name", "schema"}`` (or a StructuredOutputSpec); structured output arrives with its issue."""
+    output_schema: StructuredOutputSpec | JSONObject | None = None
+    """A ``StructuredOutputSpec`` or ``{"name", "schema"}`` dict (stored as a spec): derives
+    ``response_format``; the final text is parsed into ``StatefulResult.structured``."""
     max_tokens_per_run: int | None = None
     """Hard per-send budget on real prompt+completion tokens, checked at round boundaries."""
     retry_policy: LLMRetryPolicy | None = None
@@ -57,7 +59,10 @@ class AgentLoopConfig:
     stream: bool | None = None
     """Stream LLM calls: True, False, or None = only when someone subscribes to stream events."""
     tool_choice: str | JSONObject | None = None
-    """Forwarded with tools: ``"auto"``, ``"none"``, ``"required"`` or a provider tool-choice dict."""
+    """Forwarded with tools: ``"auto"``, ``"none"``, ``"required"``, a tool name (forces that
+    tool) or a provider tool-choice dict; each transport maps it to its provider. A choice
+    that forces a call holds until the first tool round of a send; later rounds use the
+    provider's default (auto), so a forced tool cannot loop."""
     round_limit_note: str = (
         "You have used all {max_rounds} tool rounds available for this request. "
         "Do not call any more tools; answer now with what you have."
@@ -68,6 +73,8 @@ class AgentLoopConfig:
         problems = _problems(self)
         if problems:
             raise InvalidArgumentError("invalid AgentLoopConfig: " + "; ".join(problems))
+        if isinstance(self.output_schema, dict):
+            object.__setattr__(self, "output_schema", StructuredOutputSpec.coerce(self.output_schema))
 
     def with_changes(self, **changes: Any) -> AgentLoopConfig:
         """A copy with some fields replaced (validated again)."""
@@ -105,9 +112,11 @@ def _problems(cfg: AgentLoopConfig) -> list[str]:
     need(cfg.response_format is None or isinstance(cfg.response_format, dict),
          "response_format must be a dict or None", cfg.response_format)
     schema = cfg.output_schema
-    if isinstance(schema, dict):
-        need(isinstance(schema.get("schema"), dict),
-             'output_schema must be {"name": ..., "schema": {JSON Schema}}', schema)
+    if schema is not None:
+        try:
+            StructuredOutputSpec.coerce(schema)
+        except InvalidArgumentError as exc:
+            problems.append(f"output_schema: {exc}")
     if schema is not None and cfg.response_format is not None:
         problems.append("set output_schema or response_format, not both")
     need(cfg.retry_policy is None or isinstance(cfg.retry_policy, LLMRetryPolicy),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from power_loop.contracts.errors import StructuredOutputError
 from power_loop.contracts.events import (
     AgentErrorPayload,
     AgentEventType,
@@ -43,6 +44,7 @@ from power_loop.engine.llm_call import call_llm
 from power_loop.engine.result import RunStatus, StatefulResult
 from power_loop.engine.tool_calls import answer_calls, run_tool_calls
 from power_loop.llm.contract import LLMRequest, LLMResponse
+from power_loop.llm.structured import StructuredOutputSpec, parse_structured, repair_prompt
 from power_loop.store.port import WriteConflict
 
 HEALED_RESULT = "<aborted: auto-healed by send(heal_pending=True)>"
@@ -66,6 +68,17 @@ class _Run:
         self.status: RunStatus | None = None
         self.overlay: list[Message] | None = None
         self.overlay_base = 0
+        spec = ctx.config.output_schema
+        self.spec = spec if isinstance(spec, StructuredOutputSpec) else None
+        self.response_format = ctx.config.response_format or (
+            self.spec.to_openai_response_format() if self.spec is not None else None)
+        self.tool_choice = ctx.config.tool_choice
+        """Reset to the provider's default after the first tool round when it forces a call,
+        so that ``"required"`` or a tool name cannot make the model loop on tools."""
+        self.natural_final = False
+        """The run ended on the model's own answer (not a hook's), so a repair may follow."""
+        self.structured: JSONObject | None = None
+        self.structured_error: str | None = None
 
     # -- request --------------------------------------------------------------------------
     def history(self) -> list[Message]:
@@ -80,7 +93,7 @@ class _Run:
         return LLMRequest(
             messages=self.history(), system_prompt=self.ctx.system_prompt, model=cfg.model,
             temperature=cfg.temperature, max_tokens=cfg.max_tokens, tools=tools,
-            tool_choice=cfg.tool_choice if tools else None, response_format=cfg.response_format,
+            tool_choice=self.tool_choice if tools else None, response_format=self.response_format,
             history_wire_safe=self.overlay is None and self.ctx.window.wire_safe,
         )
 
@@ -234,9 +247,10 @@ class _Run:
         await ctx.append([{"role": "user", "content": note}], round_index=self.round_no)
         ctx.emit(AgentEventType.STATUS_CHANGED, StatusChangedPayload(kind="hit_round_limit", max_rounds=max_rounds))
         self.round_no += 1
-        response, _ = await self.llm_step(with_tools=False)
+        response, break_after = await self.llm_step(with_tools=False)
         if response is not None:
             await self.record_final(response)
+            self.natural_final = not break_after
         if self.status is None:
             self.status = RunStatus.HIT_ROUND_LIMIT
 
@@ -275,18 +289,50 @@ class _Run:
                 return
             if not response.tool_calls or break_after:
                 await self.record_final(response)
+                self.natural_final = not break_after
                 await self.round_end(has_tools=False, text=response.content_text)
                 if not break_after and await self.drain_follow_ups():
                     continue
                 self.status = RunStatus.COMPLETED
                 return
             keep_going = await self.tools_round(response)
+            if self.tool_choice is not None and _forces_a_call(self.tool_choice):
+                self.tool_choice = None
             await self.round_end(has_tools=True, text=response.content_text)
             if not keep_going:
                 return
             if ctx.token.is_cancelled():
                 self.status = RunStatus.CANCELLED
                 return
+
+    # -- structured output ----------------------------------------------------------------
+    def parse_structured(self, spec: StructuredOutputSpec) -> StructuredOutputError | None:
+        try:
+            self.structured = parse_structured(self.ctx.final_text, schema=spec.schema)
+            self.structured_error = None
+        except StructuredOutputError as exc:
+            self.structured, self.structured_error = None, exc.reason
+            return exc
+        return None
+
+    async def structured_output(self) -> None:
+        """Parse the final answer; an invalid one is sent back once for repair (one more call)."""
+        spec = self.spec
+        if spec is None or self.status not in (RunStatus.COMPLETED, RunStatus.HIT_ROUND_LIMIT):
+            return
+        error = self.parse_structured(spec)
+        budget = self.ctx.config.max_tokens_per_run
+        over_budget = budget is not None and self.ctx.spent_tokens >= budget
+        if error is None or not self.natural_final or over_budget:
+            return
+        repair = {"role": "user", "content": repair_prompt(error, spec)}
+        await self.ctx.append([repair], round_index=self.round_no)
+        self.round_no += 1
+        self.natural_final = False
+        response, _ = await self.llm_step(with_tools=False)
+        if response is not None:
+            await self.record_final(response)
+            self.parse_structured(spec)
 
     async def finish(self) -> StatefulResult:
         ctx = self.ctx
@@ -306,8 +352,15 @@ class _Run:
         return StatefulResult(
             session_id=ctx.session_id, status=status.value, final_text=ctx.final_text, rounds=ctx.rounds,
             pending_tool_calls=pending_calls, usage=dict(ctx.usage), tool_calls=ctx.tool_calls_executed,
+            structured=self.structured, structured_error=self.structured_error,
             send_index=ctx.send_index,
         )
+
+
+def _forces_a_call(choice: str | JSONObject) -> bool:
+    if isinstance(choice, str):
+        return choice not in ("auto", "none")
+    return choice.get("type") not in ("auto", "none")
 
 
 async def execute_run(
@@ -339,6 +392,8 @@ async def execute_run(
             if ctx.token.is_cancelled():
                 run.status = RunStatus.CANCELLED
         await run.rounds()
+        if run.spec is not None:
+            await run.structured_output()
         return await run.finish()
     except StaleWindowError:
         raise

@@ -54,7 +54,7 @@ async def run_tool_calls(ctx: RunContext, calls: list[JSONObject], *, round_inde
     limit = asyncio.Semaphore(ctx.config.max_parallel_tool_calls)
     tasks = [asyncio.ensure_future(_guarded(ctx, c, round_index, batch, limit)) for c in calls]
     try:
-        for call, task in zip(calls, tasks):
+        for call, task in zip(calls, tasks, strict=True):
             output = await task
             await _append_result(ctx, call, output, round_index)
     except BaseException:

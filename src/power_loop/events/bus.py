@@ -17,6 +17,7 @@ import inspect
 import itertools
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
@@ -61,7 +62,8 @@ class AgentEventBus:
         if sync_dispatch not in ("inline", "thread"):
             problems.append(f"sync_dispatch must be 'inline' or 'thread', not {sync_dispatch!r}")
         if on_overflow not in ("drop_newest", "drop_oldest", "block"):
-            problems.append(f"on_overflow must be 'drop_newest', 'drop_oldest' or 'block', not {on_overflow!r}")
+            problems.append(
+                f"on_overflow must be 'drop_newest', 'drop_oldest' or 'block', not {on_overflow!r}")
         if isinstance(queue_maxsize, bool) or not isinstance(queue_maxsize, int) or queue_maxsize < 1:
             problems.append(f"queue_maxsize must be an integer >= 1, not {queue_maxsize!r}")
         if problems:
@@ -296,7 +298,7 @@ class AgentEventBus:
                 return False
         if self._worker is not None:
             remaining = None if deadline is None else max(0.0, deadline - loop.time())
-            return await asyncio.to_thread(self._join_queue, remaining, _monotonic)
+            return await asyncio.to_thread(self._join_queue, remaining, time.monotonic)
         return True
 
     def shutdown(self, *, timeout: float = 5.0) -> None:
@@ -316,8 +318,3 @@ class AgentEventBus:
         if worker is not None and worker is not threading.current_thread():
             worker.join(timeout)
 
-
-def _monotonic() -> float:
-    import time
-
-    return time.monotonic()

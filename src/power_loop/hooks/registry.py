@@ -61,7 +61,8 @@ class AgentHooks:
         """Remove ``handler`` from ``hook_point``; return whether it was registered."""
         point = _point(hook_point)
         entries = self._handlers.get(point, [])
-        kept = [e for e in entries if e[2] is not handler]
+        # ``==`` as well as ``is``: ``obj.method`` builds a new bound method per access.
+        kept = [e for e in entries if not (e[2] is handler or e[2] == handler)]
         if len(kept) == len(entries):
             return False
         if kept:
@@ -77,20 +78,40 @@ class AgentHooks:
         else:
             self._handlers.pop(_point(hook_point), None)
 
-    def has(self, hook_point: HookPoint) -> bool:
+    def has(self, hook_point: HookPoint | str) -> bool:
         """True when at least one handler listens at ``hook_point``."""
+        if hook_point.__class__ is not HookPoint:
+            hook_point = _point(hook_point)
         return hook_point in self._handlers
 
     def handlers(self, hook_point: HookPoint | str) -> list[HookHandler]:
         """The handlers at a point, in the order they run."""
         return [e[2] for e in self._handlers.get(_point(hook_point), [])]
 
-    async def run(self, hook_point: HookPoint, ctx: CtxT) -> HookDirective:
-        """Run every handler at ``hook_point`` on ``ctx``; return the final directive."""
+    async def run(self, hook_point: HookPoint | str, ctx: CtxT) -> HookDirective:
+        """Run every handler at ``hook_point`` on ``ctx``; return the final directive.
+
+        Raises:
+            InvalidArgumentError: ``invalid_argument`` for an unknown hook point or a
+                handler returning something other than None or a ``HookDirective``.
+            Exception: whatever a handler raises, unchanged.
+        """
+        if hook_point.__class__ is not HookPoint:
+            hook_point = _point(hook_point)
         for _order, _seq, handler, is_async in tuple(self._handlers.get(hook_point, ())):
             result = handler(ctx)
             if is_async or inspect.isawaitable(result):
                 result = await result
             if result is not None:
-                ctx.directive = HookDirective(result)
+                ctx.directive = _directive(result, handler, hook_point)
         return ctx.directive
+
+
+def _directive(result: Any, handler: HookHandler, point: HookPoint) -> HookDirective:
+    try:
+        return HookDirective(result)
+    except ValueError:
+        known = ", ".join(d.value for d in HookDirective)
+        raise InvalidArgumentError(
+            f"hook handler {handler!r} at {point.value} returned {result!r}: return None or a"
+            f" HookDirective ({known})") from None

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loop_support import LoopFactory
 
 from power_loop import AgentEventBus, AgentLoopConfig, StatefulAgentLoop, ToolRegistry
 from power_loop.testing import ScriptedLLM
-
-from loop_support import LoopFactory
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from loop_support import LoopFactory, roles
 
 from power_loop import (
     AgentEventBus,
@@ -18,8 +19,6 @@ from power_loop import (
     ToolErrorCtx,
 )
 from power_loop.testing import ScriptedLLM
-
-from loop_support import LoopFactory, roles
 
 
 async def test_tool_before_skip_uses_output_verbatim(make_loop: LoopFactory) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import pytest
+from loop_support import LoopFactory, roles
 
 from power_loop import (
     AgentEventBus,
@@ -19,8 +21,6 @@ from power_loop import (
     UsageError,
 )
 from power_loop.testing import ScriptedLLM
-
-from loop_support import LoopFactory, roles
 
 
 async def test_follow_up_joins_a_running_send_at_the_next_round(make_loop: LoopFactory) -> None:
@@ -158,6 +158,4 @@ async def test_invalid_table_prefix_is_refused_on_first_use(tmp_path: object) ->
     with pytest.raises(StoreConfigError) as info:
         await loop.new_session()
     assert "x;drop table" in str(info.value)
-    import os
-
-    assert not os.path.exists(f"{tmp_path}/p.db")
+    assert not Path(f"{tmp_path}/p.db").exists()

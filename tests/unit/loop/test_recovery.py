@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from loop_support import LoopFactory, roles
 
 from power_loop import SessionPendingError, StatefulAgentLoop, ToolRegistry
 from power_loop.testing import ScriptedLLM
-
-from loop_support import LoopFactory, roles
 
 
 async def _pending_session(make_loop: LoopFactory, db: str) -> tuple[StatefulAgentLoop, str]:

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+from loop_support import LoopFactory, roles
 
 from power_loop import (
     AgentEventBus,
@@ -20,8 +21,6 @@ from power_loop import (
     ToolNotFound,
 )
 from power_loop.testing import ScriptedLLM
-
-from loop_support import LoopFactory, roles
 
 
 async def test_tool_round_then_answer_commits_four_messages_and_sums_usage(make_loop: LoopFactory) -> None:
