@@ -158,4 +158,4 @@ async def test_invalid_table_prefix_is_refused_on_first_use(tmp_path: object) ->
     with pytest.raises(StoreConfigError) as info:
         await loop.new_session()
     assert "x;drop table" in str(info.value)
-    assert not Path(f"{tmp_path}/p.db").exists()
+    assert not await asyncio.to_thread(Path(f"{tmp_path}/p.db").exists)
