@@ -5,6 +5,11 @@ Needs only Python >= 3.10. Creates `.venv` beside this file on first use (and ag
 whenever pyproject.toml changes), installs the package with every extra the demo and
 the test suite need, then runs the demo or the full suite. Extra arguments after
 `test` go to pytest (`python3 dev.py test -k store -x`).
+
+A full `test` run (no extra arguments) then runs the LLM transport conformance tests
+(tests/conformance/llm) a second time in `.venv-legacy`, a small pinned environment
+with the previous major versions of the `openai` and `anthropic` SDKs, so both majors
+stay supported.
 """
 
 from __future__ import annotations
@@ -20,15 +25,20 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 EXTRAS = "dev,openai,anthropic,postgres,mysql,mcp,pdf"
 STAMP = VENV / ".power-loop-stamp"
+LEGACY_VENV = ROOT / ".venv-legacy"
+# The previous SDK majors (the current ones are in .venv) and only what their tests need.
+LEGACY_REQUIREMENTS = ("openai==2.54.0", "anthropic==1.17.0", "pytest>=8", "pytest-asyncio>=0.23")
+LEGACY_TESTS = "tests/conformance/llm"
 
 
-def _python() -> Path:
-    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+def _python(venv_dir: Path = VENV) -> Path:
+    return venv_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def _stamp() -> str:
+def _stamp(*parts: str) -> str:
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
-    digest.update(EXTRAS.encode())
+    for part in (EXTRAS, *parts):
+        digest.update(part.encode())
     digest.update(sys.version.encode())
     return digest.hexdigest()
 
@@ -46,6 +56,24 @@ def ensure_venv() -> Path:
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
     subprocess.run([*pip, "-e", f"{ROOT}[{EXTRAS}]"], check=True)
     STAMP.write_text(_stamp())
+    return py
+
+
+def ensure_legacy_venv() -> Path:
+    """Create or refresh `.venv-legacy` (the package + previous SDK majors); return its python."""
+    py = _python(LEGACY_VENV)
+    stamp_file = LEGACY_VENV / ".power-loop-stamp"
+    stamp = _stamp("legacy", *LEGACY_REQUIREMENTS)
+    if py.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
+        return py
+    if not py.exists():
+        print(f"[dev] creating virtual environment in {LEGACY_VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=False).create(LEGACY_VENV)
+    sdks = ", ".join(LEGACY_REQUIREMENTS[:2])
+    print(f"[dev] installing power-loop with {sdks} (first run only)", flush=True)
+    pip = [str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "-e", str(ROOT), *LEGACY_REQUIREMENTS], check=True)
+    stamp_file.write_text(stamp)
     return py
 
 
@@ -72,7 +100,15 @@ def main(argv: list[str]) -> int:
         if code:
             return code
     code = subprocess.call([str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", *rest], cwd=ROOT)
-    return 0 if code == 5 else code  # 5 = no tests collected (a filtered run)
+    if code == 5:  # no tests collected (a filtered run)
+        return 0
+    if code or rest:
+        return code
+    legacy = ensure_legacy_venv()
+    print(f"[dev] {LEGACY_TESTS} with the previous SDK majors ({', '.join(LEGACY_REQUIREMENTS[:2])})",
+          flush=True)
+    return subprocess.call([str(legacy), "-m", "pytest", "-q", "-p", "no:cacheprovider", LEGACY_TESTS],
+                           cwd=ROOT)
 
 
 if __name__ == "__main__":

@@ -109,7 +109,9 @@ from power_loop.llm.config import (
 )
 from power_loop.llm.contract import LLMRequest, LLMResponse, LLMService, LLMStreamChunk, LLMTokenUsage
 from power_loop.llm.echo import EchoLLMService
+from power_loop.llm.multimodal import image_part, pdf_file_part, pdf_part, user_message
 from power_loop.llm.retry import LLMRetryPolicy, RetryingLLMService, with_retry
+from power_loop.llm.structured import StructuredOutputSpec, parse_structured
 from power_loop.loop.stateful import StatefulAgentLoop
 from power_loop.store.dsn import DEFAULT_DB_PATH, MAX_SPAWN_DEPTH, open_store
 from power_loop.store.rows import (
@@ -259,6 +261,7 @@ __all__ = [
     "StreamStartedPayload",
     "StreamThinkDeltaPayload",
     "StructuredOutputError",
+    "StructuredOutputSpec",
     "SubagentCompletedPayload",
     "SubagentLifecycle",
     "SubagentLimitPayload",
@@ -291,7 +294,12 @@ __all__ = [
     "create_llm_service_from_config",
     "create_llm_service_from_env",
     "function_schema",
+    "image_part",
     "open_store",
+    "parse_structured",
+    "pdf_file_part",
+    "pdf_part",
     "tool",
+    "user_message",
     "with_retry",
 ]

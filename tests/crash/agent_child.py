@@ -19,7 +19,7 @@ Phases:
     session (``--paths`` says how, per session) and send once more on each.
 
 Protocol (stdout, one JSON payload per line, flushed): ``SESSION``, ``COMMIT`` (after
-every ``append_messages`` returned, i.e. after its commit), ``AT``, ``PENDING_ERROR``,
+every ``append_batch`` returned, i.e. after its commit), ``AT``, ``PENDING_ERROR``,
 ``SUMMARY``, ``READY``. Every tool execution appends one JSON line to the ``--log`` file
 (open, append, flush, fsync) so the parent can count executions per tool call id.
 """
@@ -114,19 +114,20 @@ class Child:
 
     # -- observation ------------------------------------------------------------------
     async def open(self) -> None:
-        """Open the store and report every commit once ``append_messages`` returned."""
+        """Open the store and report every commit once ``append_batch`` returned (the engine's
+        one path for appending messages; ``append_messages`` delegates to it)."""
         store = await self.loop.ensure_store()
-        original = store.append_messages
+        original = store.append_batch
 
         async def traced(session_id: str, messages: Any, **kwargs: Any) -> Any:
-            rows = await original(session_id, messages, **kwargs)
+            outcome = await original(session_id, messages, **kwargs)
             emit("COMMIT", {"sid": session_id, "rows": [
                 {"seq": r.seq, "role": r.role, "content": r.content, "tool_call_id": r.tool_call_id,
                  "tool_call_ids": [c.get("id") for c in r.tool_calls or []]}
-                for r in rows]})
-            return rows
+                for r in outcome.rows]})
+            return outcome
 
-        store.append_messages = traced  # type: ignore[method-assign]
+        store.append_batch = traced  # type: ignore[method-assign]
 
     def record(self, tool: str, tag: str) -> None:
         sid, call_id = _current_call.get() or ("?", "?")

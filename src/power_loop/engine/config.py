@@ -47,6 +47,9 @@ class AgentLoopConfig:
     """The one retry layer; None → the service's ``retry_policy`` attribute, else the default."""
     lease_wait_s: float = 30.0
     """How long a send waits for another process's lease on the same session."""
+    lease_ttl_s: float = 60.0
+    """How long a send's session lease lasts without renewal: the longest another host waits
+    for a holder that died (on the same host a dead holder is taken over at once)."""
     inject_tool_descriptions: bool = True
     """Append a catalog of the offered tools to the system prompt."""
     tool_catalog_header: str = "# Available Tools"
@@ -123,6 +126,8 @@ def _problems(cfg: AgentLoopConfig) -> list[str]:
          "retry_policy must be an LLMRetryPolicy or None", cfg.retry_policy)
     need(_is_number(cfg.lease_wait_s) and cfg.lease_wait_s >= 0, "lease_wait_s must be a number >= 0",
          cfg.lease_wait_s)
+    need(_is_number(cfg.lease_ttl_s) and cfg.lease_ttl_s >= 1, "lease_ttl_s must be a number >= 1",
+         cfg.lease_ttl_s)
     need(isinstance(cfg.inject_tool_descriptions, bool), "inject_tool_descriptions must be a bool",
          cfg.inject_tool_descriptions)
     need(isinstance(cfg.tool_catalog_header, str), "tool_catalog_header must be a string",

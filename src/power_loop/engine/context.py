@@ -22,9 +22,12 @@ from power_loop.events.bus import AgentEventBus
 from power_loop.hooks.registry import AgentHooks
 from power_loop.llm.contract import LLMService, LLMTokenUsage
 from power_loop.llm.retry import LLMRetryPolicy
+from power_loop.store.leases import Lease
 from power_loop.store.rows import MessageRow, NewMessage, StatsDelta
 from power_loop.store.session_store import SessionStore
 from power_loop.tools.registry import ToolRegistry
+
+_COUNTERS = ("rounds", "llm_calls", "tool_calls", "prompt_tokens", "completion_tokens", "total_tokens")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -51,7 +54,11 @@ class RunContext:
     rounds: int = 0
     tool_calls_executed: int = 0
     final_text: str = ""
-    stats_recorded: bool = False
+    lease: Lease | None = None
+    """The session's cross-process lease: every append is fenced on it (and renews it)."""
+    lease_released: bool = False
+    recorded: StatsDelta | None = None
+    """What the run already recorded in the session's stats (with its final message)."""
 
     # -- events -------------------------------------------------------------------------
     def emit(self, etype: AgentEventType, data: BaseEventPayload, *, round_index: int | None = None,
@@ -80,18 +87,46 @@ class RunContext:
         return self.usage["prompt_tokens"] + self.usage["completion_tokens"]
 
     def stats_delta(self) -> StatsDelta:
+        """The run's totals so far, as one send."""
         return StatsDelta(
             rounds=self.rounds, llm_calls=self.usage["calls"], tool_calls=self.tool_calls_executed,
             prompt_tokens=self.usage["prompt_tokens"], completion_tokens=self.usage["completion_tokens"],
             total_tokens=self.usage["total_tokens"],
         )
 
+    def unrecorded_stats(self) -> StatsDelta | None:
+        """What the session's stats still lack: the whole run, or what it did after recording."""
+        totals = self.stats_delta()
+        done = self.recorded
+        if done is None:
+            return totals
+        extra = StatsDelta(
+            sends=0, rounds=totals.rounds - done.rounds, llm_calls=totals.llm_calls - done.llm_calls,
+            tool_calls=totals.tool_calls - done.tool_calls, prompt_tokens=totals.prompt_tokens - done.prompt_tokens,
+            completion_tokens=totals.completion_tokens - done.completion_tokens,
+            total_tokens=totals.total_tokens - done.total_tokens,
+        )
+        return extra if any(getattr(extra, f) for f in _COUNTERS) else None
+
+    async def settle(self) -> None:
+        """Record unrecorded stats and let the lease go (one commit; none if already done)."""
+        stats = self.unrecorded_stats()
+        lease = self.lease if not self.lease_released else None
+        if stats is not None:
+            await self.store.bump_stats(self.session_id, stats, lease=lease, release_lease=lease is not None)
+            self.recorded = self.stats_delta()
+        elif lease is not None:
+            await self.store.release_lease(lease)
+        self.lease_released = True
+
     # -- persistence --------------------------------------------------------------------
     async def append(self, messages: Sequence[Message], *, round_index: int | None, start_send: bool = False,
                      final: bool = False, consume_follow_ups: Sequence[int] = ()) -> list[MessageRow]:
         """Persist ``messages`` in one commit and extend the window with the stored rows.
 
-        ``final=True`` records the run's stats in the same commit.
+        Every append is fenced on the run's lease (renewing it); a non-final one also asks
+        whether follow-ups are queued. ``final=True`` records the run's stats and releases
+        the lease in the same commit (a run that goes on re-takes it with its next append).
         """
         if self.hooks.has(HookPoint.MESSAGE_APPEND):
             edited: list[Message] = []
@@ -102,14 +137,21 @@ class RunContext:
                 edited.append(hctx.message)
             messages = edited
         new = [NewMessage.from_message(m, round_index=round_index, send_index=self.send_index) for m in messages]
-        stats = self.stats_delta() if final else None
-        rows = await self.store.append_messages(
+        stats = self.unrecorded_stats() if final else None
+        probe = not final and self.follow_up_signal is not None
+        if final:
+            self.lease_released = True  # before the write: the lease keeper must not renew past it
+        outcome = await self.store.append_batch(
             self.session_id, new, expected_next_seq=self.window.next_seq, start_send=start_send,
-            stats=stats, consume_follow_ups=consume_follow_ups,
+            stats=stats, consume_follow_ups=consume_follow_ups, lease=self.lease,
+            release_lease=final, probe_follow_ups=probe,
         )
         if start_send:
             self.window.send_count += 1
         if final:
-            self.stats_recorded = True
-        self.window.extend(rows)
-        return rows
+            self.recorded = self.stats_delta()
+        self.lease_released = final and self.lease is not None
+        if outcome.follow_ups_waiting:
+            self.follow_up_signal.set()
+        self.window.extend(outcome.rows)
+        return outcome.rows

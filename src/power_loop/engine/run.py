@@ -45,6 +45,7 @@ from power_loop.engine.result import RunStatus, StatefulResult
 from power_loop.engine.tool_calls import answer_calls, run_tool_calls
 from power_loop.llm.contract import LLMRequest, LLMResponse
 from power_loop.llm.structured import StructuredOutputSpec, parse_structured, repair_prompt
+from power_loop.store.leases import LeaseLostError
 from power_loop.store.port import WriteConflict
 
 HEALED_RESULT = "<aborted: auto-healed by send(heal_pending=True)>"
@@ -52,11 +53,16 @@ ROUND_DECIDE_SKIPPED = "<skipped: round.decide hook>"
 
 
 class StaleWindowError(Exception):
-    """The run's opening write found the session moved on (another writer appended).
+    """The run's opening write found the session moved on (another writer appended, or
+    another process took the lease).
 
-    Nothing was written and nothing was emitted: the caller reloads the window and
-    starts the run again.
+    Nothing was written and nothing was emitted: the caller (re-acquires the lease,)
+    reloads the window and starts the run again.
     """
+
+    def __init__(self, message: str, *, lease_lost: bool = False) -> None:
+        self.lease_lost = lease_lost
+        super().__init__(message)
 
 
 class _Run:
@@ -189,8 +195,11 @@ class _Run:
         self.status = RunStatus.DEGRADED
 
     async def record_final(self, response: LLMResponse) -> None:
+        """Append the answer; with follow-ups waiting the run goes on, so it is not final yet."""
         text = response.content_text
-        await self.ctx.append([{"role": "assistant", "content": text}], round_index=self.round_no, final=True)
+        signal = self.ctx.follow_up_signal
+        final = signal is None or not signal.is_set()
+        await self.ctx.append([{"role": "assistant", "content": text}], round_index=self.round_no, final=final)
         self.ctx.final_text = text
 
     async def tools_round(self, response: LLMResponse) -> bool:
@@ -339,9 +348,7 @@ class _Run:
         status = self.status or RunStatus.COMPLETED
         if status is RunStatus.CANCELLED:
             ctx.emit(AgentEventType.LOOP_CANCELLED, LoopCancelledPayload(reason=ctx.token.reason))
-        if not ctx.stats_recorded:
-            await ctx.store.bump_stats(ctx.session_id, ctx.stats_delta())
-            ctx.stats_recorded = True
+        await ctx.settle()
         pending = ctx.window.pending()
         pending_calls = pending.tool_calls if pending is not None else []
         if ctx.hooks.has(HookPoint.SESSION_END):
@@ -386,6 +393,8 @@ async def execute_run(
                 await ctx.append(opening_msgs, round_index=None, start_send=start_send)
             except WriteConflict as exc:
                 raise StaleWindowError(str(exc)) from exc
+            except LeaseLostError as exc:
+                raise StaleWindowError(str(exc), lease_lost=True) from exc
         await run.session_start()
         if resume_calls:
             await run_tool_calls(ctx, list(resume_calls), round_index=resume_round or 1)

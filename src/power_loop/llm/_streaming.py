@@ -87,5 +87,5 @@ async def notify(callback: Callable[[Any], Any] | None, value: Any) -> None:
     if callback is None:
         return
     result = callback(value)
-    if inspect.isawaitable(result):
+    if result is not None and inspect.isawaitable(result):  # most callbacks are sync: skip the check
         await result

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,9 +40,11 @@ from power_loop.llm.contract import LLMService
 from power_loop.llm.retry import LLMRetryPolicy
 from power_loop.llm.structured import StructuredOutputSpec
 from power_loop.loop.cache import CacheStats, WindowCache
+from power_loop.loop.lease_keeper import LeaseKeeper
 from power_loop.loop.sync_runner import SyncRunner
 from power_loop.loop.user_input import normalize_user_input
 from power_loop.store.dsn import DEFAULT_DB_PATH, open_store
+from power_loop.store.leases import Lease, default_lease_holder
 from power_loop.store.rows import SchemaPolicy, SessionRow, SessionStatsRow
 from power_loop.store.session_store import SessionStore
 from power_loop.tools.registry import ToolRegistry
@@ -99,6 +103,8 @@ class StatefulAgentLoop:
         self._session_locks: dict[str, asyncio.Lock] = {}
         self._running: dict[str, asyncio.Event] = {}
         self._leftover_follow_ups: set[str] = set()
+        self._holder = default_lease_holder()
+        self._leases: OrderedDict[str, Lease] = OrderedDict()
         self._inflight = 0
         self._idle: asyncio.Event | None = None
         self._closed = False
@@ -284,17 +290,31 @@ class StatefulAgentLoop:
         self._enter()
         try:
             async with self._lock(session_id):
-                # A warm window is used without reading the session row: the run's first
-                # write is fenced on next_seq, so a stale window fails it with nothing
-                # written, and the run starts again on a fresh window.
+                # Optimistic on the warm path: the lease this loop last held and the cached
+                # window are used without a read. The run's first write is fenced on both
+                # (the lease's holder and epoch, the window's next_seq), so if another
+                # process took the lease or appended, nothing is written and the run starts
+                # again — after waiting for the lease when someone else holds it.
+                store = await self.ensure_store()
+                lease = self._leases.get(session_id) if message is not None else None
                 for attempt in range(4):
-                    window = await self._prepared_window(session_id, fresh=attempt > 0 or message is None)
+                    fresh = attempt > 0 or message is None
+                    if lease is None:
+                        lease = await store.acquire_lease(
+                            session_id, holder=self._holder, ttl_ms=int(self.config.lease_ttl_s * 1000),
+                            wait_s=self.config.lease_wait_s)
+                        fresh = True
+                    window = await self._prepared_window(session_id, fresh=fresh)
                     try:
-                        return await self._run_on(window, session_id, message=message, stop_event=stop_event,
-                                                  offered=offered, system_prompt=system_prompt,
-                                                  heal_pending=heal_pending, resume=resume, config=config)
-                    except StaleWindowError:
+                        return await self._run_on(window, session_id, lease, message=message,
+                                                  stop_event=stop_event, offered=offered,
+                                                  system_prompt=system_prompt, heal_pending=heal_pending,
+                                                  resume=resume, config=config)
+                    except StaleWindowError as exc:
                         self._cache.drop(session_id)
+                        if exc.lease_lost:
+                            self._leases.pop(session_id, None)
+                            lease = None
                 raise UsageError(f"session {session_id!r} kept changing under this send (another writer?)")
         finally:
             self._leave()
@@ -307,7 +327,7 @@ class StatefulAgentLoop:
         row = await self._session(session_id)
         return await self._window(row)
 
-    async def _run_on(self, window: SessionWindow, session_id: str, *, message: Message | None,
+    async def _run_on(self, window: SessionWindow, session_id: str, lease: Lease, *, message: Message | None,
                       stop_event: CancellationLike, offered: ToolRegistry | None, system_prompt: str | None,
                       heal_pending: bool, resume: bool,
                       config: AgentLoopConfig | None = None) -> StatefulResult:
@@ -324,6 +344,7 @@ class StatefulAgentLoop:
                 fresh = await self._prepared_window(session_id, fresh=True)  # confirm before refusing
                 if fresh is not window:
                     raise StaleWindowError("pending state seen in a cached window")
+                self._remember_lease(lease)  # nothing was run: this loop keeps its claim
                 raise SessionPendingError(session_id, assistant_seq=pending.assistant_seq,
                                           pending_tool_calls=pending.tool_calls)
         if resume and resume_calls and offered is None:
@@ -342,21 +363,44 @@ class StatefulAgentLoop:
             tools_payload=offered.to_openai_tools() if offered is not None and offered.names() else None,
             send_index=window.send_count + 1 if message is not None else (window.send_count or None),
             stream=self._streaming(),
-            follow_up_signal=signal,
+            follow_up_signal=signal, lease=lease,
         )
+        keeper = LeaseKeeper(ctx, interval_s=self.config.lease_ttl_s / 3)
+        keeper.start()
         try:
-            return await execute_run(ctx, opening=[message] if message is not None else [],
-                                     start_send=message is not None, heal_calls=heal_calls,
-                                     resume_calls=resume_calls, resume_round=resume_round)
+            result = await execute_run(ctx, opening=[message] if message is not None else [],
+                                       start_send=message is not None, heal_calls=heal_calls,
+                                       resume_calls=resume_calls, resume_round=resume_round)
         except StaleWindowError:
             raise
         except BaseException:
             self._cache.drop(session_id)  # the window may be ahead of or behind the store
+            await keeper.stop()
+            if ctx.lease is not None and not ctx.lease_released:
+                await self._release_quietly(ctx.lease)
             raise
         finally:
+            await keeper.stop()
             self._running.pop(session_id, None)
             if signal.is_set():
                 self._leftover_follow_ups.add(session_id)
+        if ctx.lease is not None:
+            self._remember_lease(ctx.lease)
+        return result
+
+    def _remember_lease(self, lease: Lease) -> None:
+        """Keep the last lease per session: the next send re-takes it inside its first write."""
+        self._leases[lease.session_id] = lease
+        self._leases.move_to_end(lease.session_id)
+        while len(self._leases) > max(16, self._cache.capacity):
+            self._leases.popitem(last=False)
+
+    async def _release_quietly(self, lease: Lease) -> None:
+        assert self.store is not None
+        try:
+            await self.store.release_lease(lease)
+        except Exception:  # a dead connection: the lease expires after lease_ttl_s anyway
+            logger.warning("could not release the lease of session %s", lease.session_id, exc_info=True)
 
     async def follow_up(
         self,
@@ -377,11 +421,16 @@ class StatefulAgentLoop:
         self._check_open()
         message = normalize_user_input(user_input)
         signal = self._running.get(session_id)
+        store = await self.ensure_store()
         if signal is None:
+            held = await store.get_lease(session_id)
+            if held is not None and held.holder != self._holder and held.is_live(int(time.time() * 1000)):
+                # running in another process: its next round boundary sees the queued input
+                depth = await store.enqueue_follow_up(session_id, message.get("content"))
+                return FollowUpQueued(session_id=session_id, queue_depth=depth)
             return await self.send(message, session_id, stop_event=stop_event, tools=tools,
                                    system_prompt=system_prompt, output_schema=output_schema,
                                    tool_choice=tool_choice)
-        store = await self.ensure_store()
         depth = await store.enqueue_follow_up(session_id, message.get("content"))
         signal.set()
         return FollowUpQueued(session_id=session_id, queue_depth=depth)
@@ -390,24 +439,35 @@ class StatefulAgentLoop:
         """Answer every unresolved tool call with ``<aborted: {reason}>``; return how many."""
         self._check_open()
         async with self._lock(session_id):
-            row = await self._session(session_id)
-            window = await self._window(row)
-            pending = window.pending()
-            if pending is None:
-                return 0
-            llm, policy = self._retry_policy()
-            ctx = RunContext(
-                store=await self.ensure_store(), llm=llm, retry_policy=policy, config=self.config,
-                hooks=self._hooks, bus=self._event_bus, session_id=session_id, window=window,
-                token=CancellationToken.never(), has_stop_event=False, registry=None, system_prompt="",
-                tools_payload=None, send_index=None, stream=False,
-            )
+            store = await self.ensure_store()
+            lease = await store.acquire_lease(session_id, holder=self._holder,
+                                              ttl_ms=int(self.config.lease_ttl_s * 1000),
+                                              wait_s=self.config.lease_wait_s)
             try:
-                await answer_calls(ctx, pending.tool_calls, f"<aborted: {reason}>", round_index=pending.round_index)
-            except BaseException:
-                self._cache.drop(session_id)
-                raise
-            return len(pending.tool_calls)
+                return await self._abort_pending(session_id, reason, lease)
+            finally:
+                await self._release_quietly(lease)
+                self._remember_lease(lease)
+
+    async def _abort_pending(self, session_id: str, reason: str, lease: Lease) -> int:
+        row = await self._session(session_id)
+        window = await self._window(row)
+        pending = window.pending()
+        if pending is None:
+            return 0
+        llm, policy = self._retry_policy()
+        ctx = RunContext(
+            store=await self.ensure_store(), llm=llm, retry_policy=policy, config=self.config,
+            hooks=self._hooks, bus=self._event_bus, session_id=session_id, window=window,
+            token=CancellationToken.never(), has_stop_event=False, registry=None, system_prompt="",
+            tools_payload=None, send_index=None, stream=False, lease=lease,
+        )
+        try:
+            await answer_calls(ctx, pending.tool_calls, f"<aborted: {reason}>", round_index=pending.round_index)
+        except BaseException:
+            self._cache.drop(session_id)
+            raise
+        return len(pending.tool_calls)
 
     # -- reads --------------------------------------------------------------------------
     async def get_messages(self, session_id: str, *, include_compacted: bool = False) -> list[Message]:

@@ -12,6 +12,9 @@ Grammar (a ``+driver`` suffix on the scheme is accepted and ignored)::
     sqlite://  (memory)  |  sqlite:///rel.db  |  sqlite:////abs.db
     postgresql://user:pass@host:port/db  |  postgres://…    PostgreSQL (extra ``postgres``)
     mysql://user:pass@host:port/db  |  mariadb://…         MySQL / MariaDB (extra ``mysql``)
+
+Server DSNs take ``?connect_timeout=10&pool_min=1&pool_max=10`` (and MySQL
+``unix_socket=``); see ``backends/endpoint.py``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from power_loop.contracts.errors import StoreConfigError, StoreSchemaError
+from power_loop.store.backends.endpoint import parse_endpoint
 from power_loop.store.migrations import ensure_schema
 from power_loop.store.port import Database
 from power_loop.store.rows import SchemaPolicy
@@ -49,7 +53,6 @@ _ACCEPTED = (
     "a file path, ':memory:', sqlite:///rel.db, sqlite:////abs.db, sqlite://,"
     " postgresql://…, postgres://…, mysql://… or mariadb://…"
 )
-_EXTRAS = {"postgres": "postgres", "mysql": "mysql"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,8 +92,9 @@ def parse_dsn(dsn: str) -> ParsedDSN:
         The parsed DSN; nothing is opened.
 
     Raises:
-        StoreConfigError: ``store.config_invalid`` — empty DSN, unknown scheme, or a
-            SQLite URL with a host or query string.
+        StoreConfigError: ``store.config_invalid`` — empty DSN, unknown scheme, a
+            SQLite URL with a host or query string, or a server URL with a bad port,
+            option, or (MySQL) no database.
 
     Example:
         >>> parse_dsn("sqlite:////var/lib/app.db").path
@@ -108,7 +112,9 @@ def parse_dsn(dsn: str) -> ParsedDSN:
     if backend == "sqlite":
         return ParsedDSN(backend="sqlite", path=_sqlite_path(rest), driver=driver or None)
     normal = "postgresql" if backend == "postgres" else "mysql"
-    return ParsedDSN(backend=backend, url=f"{normal}://{rest}", driver=driver or None)
+    url = f"{normal}://{rest}"
+    parse_endpoint(backend, url)  # validates port, database and options; never echoes the password
+    return ParsedDSN(backend=backend, url=url, driver=driver or None)
 
 
 def _sqlite_path(rest: str) -> str:
@@ -152,16 +158,9 @@ def _check_spawn_depth(max_spawn_depth: object) -> str | None:
 
 
 def _backend_connect(parsed: ParsedDSN) -> Callable[[ParsedDSN], Awaitable[Database]]:
-    module_name = f"power_loop.store.backends.{parsed.backend}"
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise  # the backend exists but its own import failed: a real bug, not "missing"
-        raise StoreConfigError(
-            f"the {parsed.backend} backend is not available in this build: it arrives with the"
-            f" postgres/mysql store issue (install 'power-loop[{_EXTRAS[parsed.backend]}]' once released)"
-        ) from exc
+    # Backend modules import their driver lazily, inside ``connect`` (MissingExtraError
+    # there names the extra), so importing one is always cheap and always succeeds.
+    module = importlib.import_module(f"power_loop.store.backends.{parsed.backend}")
     # A module attribute is Any to mypy; every backend module defines this signature.
     connect: Callable[[ParsedDSN], Awaitable[Database]] = module.connect
     return connect
@@ -202,7 +201,10 @@ async def open_store(
             (every problem named; nothing opened or created).
         StoreSchemaError: ``store.schema`` — VERIFY found a missing, incomplete or older
             schema (``.ddl`` provisions it), or the database is newer than this code.
-        StoreConnectError: ``store.connect_failed`` — the database cannot be opened.
+        StoreConnectError: ``store.connect_failed`` — the database cannot be opened: an
+            unreachable server or refused credentials (named by ``host:port``, never the
+            password), within the connect timeout (DSN option ``connect_timeout``, 10 s).
+        MissingExtraError: ``extra.missing`` — the DSN's driver is not installed.
 
     Example:
         >>> import asyncio
@@ -210,7 +212,7 @@ async def open_store(
         ...     async with await open_store(":memory:") as store:
         ...         return store.schema_version
         >>> asyncio.run(main())
-        1
+        2
     """
     problems: list[str] = []
     parsed: ParsedDSN | None = None

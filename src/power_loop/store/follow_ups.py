@@ -23,7 +23,7 @@ _CACHED_CONSUMES = 8
 class FollowUpQueries:
     """The rendered SQL of the follow_ups table for one dialect and prefix."""
 
-    __slots__ = ("_consumes", "_render", "_table", "allocate", "count", "insert", "list_all")
+    __slots__ = ("_consumes", "_render", "_table", "allocate", "count", "insert", "list_all", "probe")
 
     def __init__(self, dialect: Dialect, table_prefix: str) -> None:
         t = self._table = f"{table_prefix}{FOLLOW_UPS.name}"
@@ -38,6 +38,10 @@ class FollowUpQueries:
             f" (?, (SELECT follow_up_seq FROM {s} WHERE session_id = ?), ?, ?)"
         )
         self.count = r(f"SELECT COUNT(*) FROM {t} WHERE session_id = ?")
+        # A no-op UPDATE whose row count says whether inputs are queued: it rides in a
+        # write batch, so a running send learns of follow-ups from any process without a read.
+        self.probe = r(f"UPDATE {s} SET follow_up_seq = follow_up_seq WHERE session_id = ?"
+                       f" AND EXISTS (SELECT 1 FROM {t} WHERE session_id = ?)")
         self.list_all = r(f"SELECT session_id, follow_up_id, content, created_at FROM {t}"
                           " WHERE session_id = ? ORDER BY follow_up_id")
 

@@ -11,19 +11,33 @@ Invariants:
 * Migration steps run forward, one version at a time, in one transaction with the
   stamp update fenced on the version read, so two migrators never apply a step twice.
 
+* Where the dialect offers a schema lock (``schema_lock(prefix)``: PostgreSQL's
+  transaction-scoped advisory lock, MySQL's ``GET_LOCK``), provisioning and migration
+  hold it, so concurrent first boots queue instead of racing on DDL (MySQL commits DDL
+  implicitly, so there a transaction alone could not serialise them).
+
 A step is registered in ``MIGRATIONS`` under the version it upgrades *from*; its
 statements come from a function of (dialect, prefix), so one step serves every engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from power_loop.contracts.errors import StoreConnectError, StoreError, StoreSchemaError
-from power_loop.store.port import Database, Dialect
+from power_loop.store.port import Database, Dialect, Transaction
 from power_loop.store.rows import SchemaPolicy
-from power_loop.store.schema import SCHEMA_VERSION, TABLES, VERSION_TABLE, ddl
+from power_loop.store.schema import (
+    SCHEMA_VERSION,
+    SESSION_LEASES,
+    TABLES,
+    VERSION_TABLE,
+    ddl,
+    table_ddl,
+    version_table_ddl,
+)
 
 _ATTEMPTS = 3
 
@@ -39,7 +53,7 @@ class MigrationStep:
 
 
 MIGRATIONS: dict[int, MigrationStep] = {}
-"""Registered steps by ``from_version``; empty while ``SCHEMA_VERSION`` is 1."""
+"""Registered steps by ``from_version`` (see the bottom of this module)."""
 
 
 def register_migration(step: MigrationStep) -> MigrationStep:
@@ -117,7 +131,7 @@ async def ensure_schema(
             break
         try:
             if version is None:
-                await _provision(db, script)
+                await _provision(db, table_prefix, script)
             else:
                 await _migrate(db, table_prefix, version, target_version, steps, script)
         except StoreConnectError:
@@ -168,10 +182,43 @@ async def _verify(db: Database, table_prefix: str, version: int | None, target: 
     return version
 
 
-async def _provision(db: Database, script: list[str]) -> None:
+@asynccontextmanager
+async def _locked_transaction(db: Database, table_prefix: str) -> AsyncIterator[Transaction]:
+    """A transaction holding the dialect's schema lock for ``table_prefix``, if it has one."""
+    lock = getattr(db.dialect, "schema_lock", None)
     async with db.transaction() as tx:
+        if lock is None:
+            yield tx
+            return
+        acquire, release = lock(table_prefix)
+        row = await tx.fetchone(acquire)
+        if row is not None and row[0] == 0:  # GET_LOCK's timeout; PostgreSQL's lock returns void
+            raise StoreError(f"timed out waiting for the schema lock of prefix {table_prefix!r}")
+        try:
+            yield tx
+        finally:
+            if release is not None:
+                await tx.fetchone(release)
+
+
+async def _provision(db: Database, table_prefix: str, script: list[str]) -> None:
+    async with _locked_transaction(db, table_prefix) as tx:
+        if await read_version_in(tx, db.dialect, table_prefix) is not None:
+            return  # a concurrent creator finished first; the caller re-reads the version
         for statement in script:
             await tx.execute(statement)
+
+
+async def read_version_in(tx: Transaction, dialect: Dialect, table_prefix: str) -> int | None:
+    """The stamped version read inside ``tx``, or ``None`` when there is no version table yet.
+
+    Probes the catalog-free way (a failing ``SELECT`` would abort a PostgreSQL
+    transaction): only after the version table exists is its row read.
+    """
+    table = f"{table_prefix}{VERSION_TABLE}"
+    await tx.execute(version_table_ddl(table_prefix))
+    row = await tx.fetchone(dialect.render(f"SELECT version FROM {table} WHERE id = 1"))
+    return None if row is None else int(row[0])
 
 
 async def _migrate(db: Database, table_prefix: str, version: int, target: int,
@@ -184,7 +231,7 @@ async def _migrate(db: Database, table_prefix: str, version: int, target: int,
         )
     dialect = db.dialect
     table = f"{table_prefix}{VERSION_TABLE}"
-    async with db.transaction() as tx:
+    async with _locked_transaction(db, table_prefix) as tx:
         locked_read = f"SELECT version FROM {table} WHERE id = 1{dialect.lock_suffix()}"
         row = await tx.fetchone(dialect.render(locked_read))
         if row is None or int(row[0]) != version:
@@ -201,3 +248,13 @@ async def _migrate(db: Database, table_prefix: str, version: int, target: int,
         )
         if updated != 1:
             raise StoreError(f"schema version under prefix {table_prefix!r} changed during migration")
+
+
+def _add_session_leases(dialect: Dialect, table_prefix: str) -> list[str]:
+    return table_ddl(dialect, SESSION_LEASES, table_prefix)
+
+
+register_migration(MigrationStep(
+    from_version=1, description="add <prefix>session_leases (per-session leases)",
+    statements=_add_session_leases,
+))

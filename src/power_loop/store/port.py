@@ -74,7 +74,7 @@ class Dialect(Protocol):
         ...
 
     def column_type(self, logical: str) -> str:
-        """The column type for a logical type: ``text``, ``key`` (indexable text), ``int``, ``bigint``, ``json``."""
+        """The engine type of a logical type: ``text``, ``key`` (indexable), ``int``, ``bigint``, ``json``."""
         ...
 
     def upsert(self, table: str, columns: Sequence[str], key: Sequence[str], update: Sequence[str]) -> str:

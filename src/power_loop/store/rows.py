@@ -133,8 +133,10 @@ class SessionStatsRow:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StatsDelta:
-    """What one finished send adds to its session's stats (``sends`` is always 1)."""
+    """What one finished send adds to its session's stats."""
 
+    sends: int = 1
+    """1 for a send's first recording; 0 when a continued run adds what it did after it."""
     rounds: int = 0
     llm_calls: int = 0
     tool_calls: int = 0

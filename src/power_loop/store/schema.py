@@ -13,7 +13,11 @@ means mapping five types, not rewriting DDL. Invariants:
 * Every table and index name carries the prefix; prefixes in one database never share
   an object.
 * A dialect whose engine lacks ``CREATE INDEX IF NOT EXISTS`` (MySQL) sets
-  ``inline_indexes = True`` and gets the indexes declared inside ``CREATE TABLE``.
+  ``inline_indexes = True`` and gets the indexes declared inside ``CREATE TABLE``; a
+  dialect may also set ``table_options`` (MySQL: engine, charset, binary collation),
+  appended to every data table.
+* A table with a ``session_id`` column belongs to a session: it is deleted with it and,
+  unless ``exported=False`` (runtime state such as leases), carried by its archive.
 
 Adding a table is adding a ``Table`` to ``TABLES`` (and, for existing databases, a
 migration step in ``migrations.py`` plus a ``SCHEMA_VERSION`` bump).
@@ -22,15 +26,15 @@ migration step in ``migrations.py`` plus a ``SCHEMA_VERSION`` bump).
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from power_loop.contracts.errors import StoreConfigError
 from power_loop.store.port import Dialect
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema version this code reads and writes; stamped in ``<prefix>schema_migrations``."""
 
 LogicalType = Literal["key", "text", "int", "bigint", "json"]
@@ -66,6 +70,8 @@ class Table:
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...]
     indexes: tuple[Index, ...] = ()
+    exported: bool = True
+    """Whether ``export_session`` carries this table's rows (``False`` for runtime state)."""
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -150,8 +156,26 @@ FOLLOW_UPS = Table(
     primary_key=("session_id", "follow_up_id"),
 )
 
-TABLES: tuple[Table, ...] = (SESSIONS, MESSAGES, SESSION_STATS, FOLLOW_UPS)
+SESSION_LEASES = Table(
+    name="session_leases",
+    columns=(
+        _col("session_id", "key"),
+        _col("holder", "key"),
+        _col("host", "text"),
+        _col("pid", "int"),
+        _col("epoch", "bigint"),
+        _col("expires_at", "bigint"),
+        _col("acquired_at", "bigint"),
+    ),
+    primary_key=("session_id",),
+    exported=False,
+)
+"""One row per session ever leased (added in schema version 2); see ``leases.py``."""
+
+TABLES: tuple[Table, ...] = (SESSIONS, MESSAGES, SESSION_STATS, FOLLOW_UPS, SESSION_LEASES)
 """Every data table, in creation order (the version table is separate: it is not data)."""
+
+TABLES_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
 
 VERSION_TABLE = "schema_migrations"
 
@@ -206,35 +230,44 @@ def create_table_sql(dialect: Dialect, table: Table, table_prefix: str) -> str:
         parts.extend(
             f"INDEX {index_name(table, ix, table_prefix)} ({', '.join(ix.columns)})" for ix in table.indexes
         )
-    return f"CREATE TABLE IF NOT EXISTS {table_prefix}{table.name} ({', '.join(parts)})"
+    options = str(getattr(dialect, "table_options", ""))
+    return f"CREATE TABLE IF NOT EXISTS {table_prefix}{table.name} ({', '.join(parts)}){options}"
 
 
 def index_name(table: Table, index: Index, table_prefix: str) -> str:
     return f"{table_prefix}{table.name}_{index.suffix}"
 
 
-def ddl(dialect: Dialect, table_prefix: str) -> list[str]:
+def ddl(dialect: Dialect, table_prefix: str, *, tables: Sequence[Table] = TABLES,
+        version: int = SCHEMA_VERSION) -> list[str]:
     """The complete, idempotent provisioning script for ``dialect`` and ``table_prefix``.
 
     Args:
         dialect: Any ``Dialect``; only ``column_type`` and ``upsert`` are used.
         table_prefix: A validated prefix (see ``dsn.validate_table_prefix``).
+        tables: The data tables to create (tests build older schemas with a subset).
+        version: The version the stamp writes.
 
     Returns:
         Statements without trailing ``;``: the version table, every data table and
         index, then the version stamp.
     """
     statements = [version_table_ddl(table_prefix)]
-    inline = _inline_indexes(dialect)
-    for table in TABLES:
-        statements.append(create_table_sql(dialect, table, table_prefix))
-        if not inline:
-            statements.extend(
-                f"CREATE INDEX IF NOT EXISTS {index_name(table, ix, table_prefix)} "
-                f"ON {table_prefix}{table.name} ({', '.join(ix.columns)})"
-                for ix in table.indexes
-            )
-    statements.append(stamp_sql(dialect, table_prefix))
+    for table in tables:
+        statements.extend(table_ddl(dialect, table, table_prefix))
+    statements.append(stamp_sql(dialect, table_prefix, version))
+    return statements
+
+
+def table_ddl(dialect: Dialect, table: Table, table_prefix: str) -> list[str]:
+    """``CREATE TABLE IF NOT EXISTS`` for ``table`` and, unless inlined, its indexes."""
+    statements = [create_table_sql(dialect, table, table_prefix)]
+    if not _inline_indexes(dialect):
+        statements.extend(
+            f"CREATE INDEX IF NOT EXISTS {index_name(table, ix, table_prefix)} "
+            f"ON {table_prefix}{table.name} ({', '.join(ix.columns)})"
+            for ix in table.indexes
+        )
     return statements
 
 
@@ -260,30 +293,15 @@ def dialect_for(name: str) -> Dialect:
     """The ``Dialect`` registered under ``name`` (``postgresql``/``mariadb`` are aliases).
 
     Raises:
-        StoreConfigError: ``store.config_invalid`` — unknown dialect, or one whose module
-            is not part of this build yet.
+        StoreConfigError: ``store.config_invalid`` — unknown dialect.
     """
     key = _ALIASES.get(name.lower(), name.lower())
     entry = _DIALECTS.get(key)
     if entry is None:
         raise StoreConfigError(f"unknown dialect {name!r}: use one of {', '.join(_DIALECTS)}")
     module_name, class_name = entry
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        available = ", ".join(k for k, (m, _) in _DIALECTS.items() if _module_exists(m))
-        raise StoreConfigError(
-            f"unknown dialect {name!r}: not implemented yet (it arrives with the postgres/mysql"
-            f" store issue); available: {available}"
-        ) from exc
-    dialect: Dialect = getattr(module, class_name)()
+    dialect: Dialect = getattr(importlib.import_module(module_name), class_name)()
     return dialect
-
-
-def _module_exists(module_name: str) -> bool:
-    return importlib.util.find_spec(module_name) is not None
 
 
 def ddl_script(dialect_name: str, table_prefix: str) -> list[str]:

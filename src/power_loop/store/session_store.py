@@ -3,9 +3,11 @@
 Invariants: every write is one transaction and bad input is rejected before it; an
 append is exactly one ``Database.write`` batch (one commit) that fences on the
 session's ``next_seq`` and carries the send's stats and consumed follow-ups, so the
-messages and everything describing them change together or not at all. SQL strings
-are rendered once per store; the hot paths (``append_messages``, ``get_session``) only
-encode the new data and build one parameter tuple per row.
+messages and everything describing them change together or not at all; given a
+``Lease``, the same batch also checks (and renews) it, so a sender that lost its lease
+writes nothing. SQL strings are rendered once per store; the hot paths
+(``append_messages``, ``get_session``) only encode the new data and build one parameter
+tuple per row. Sessions own rows in every table with a ``session_id`` column.
 """
 
 from __future__ import annotations
@@ -14,11 +16,20 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn, Protocol, runtime_checkable
+from typing import Any, NoReturn
 
 from power_loop.contracts.errors import InvalidArgumentError, SessionNotFoundError
+from power_loop.store import archive, leases
 from power_loop.store.codec import encode_json, json_problem, now_ms
 from power_loop.store.follow_ups import FollowUpQueries, check_follow_up_ids, follow_up_from_row
+from power_loop.store.leases import AppendOutcome, Lease, LeaseLostError, LeaseQueries, LeaseRow
+from power_loop.store.maintenance import (
+    CHECKPOINT_MODES,
+    MaintenanceCapable,
+    PruneQueries,
+    checkpoint_mode,
+    prune_compacted,
+)
 from power_loop.store.messages import MessageQueries, encode_messages, message_from_row
 from power_loop.store.port import Database, Stmt, WriteConflict
 from power_loop.store.rows import FollowUpRow, MessageRow, NewMessage, SessionRow, SessionStatsRow, StatsDelta
@@ -32,18 +43,7 @@ from power_loop.store.sessions import (
 )
 from power_loop.store.stats import StatsQueries, check_delta, stats_from_row
 
-CHECKPOINT_MODES = ("PASSIVE", "FULL", "RESTART", "TRUNCATE")
-
-
-@runtime_checkable
-class MaintenanceCapable(Protocol):
-    """Optional backend capability: reclaiming disk, flushing the WAL, online backup."""
-
-    async def vacuum(self, *, incremental: bool = True) -> None: ...
-
-    async def checkpoint(self, *, mode: str = "TRUNCATE") -> None: ...
-
-    async def backup(self, dest_path: str | Path) -> None: ...
+__all__ = ["CHECKPOINT_MODES", "Lease", "LeaseLostError", "MaintenanceCapable", "SessionStore"]
 
 
 class SessionStore:
@@ -66,6 +66,9 @@ class SessionStore:
         self._messages = MessageQueries(db.dialect, table_prefix)
         self._stats = StatsQueries(db.dialect, table_prefix)
         self._follow_ups = FollowUpQueries(db.dialect, table_prefix)
+        self._leases = LeaseQueries(db.dialect, table_prefix)
+        self._archive = archive.ArchiveQueries(db.dialect, table_prefix)
+        self._prune = PruneQueries(db.dialect, table_prefix)
         self._fence_sql = self._sessions.fence
 
     @property
@@ -145,15 +148,20 @@ class SessionStore:
         """
         return await delete_sessions(self.db, self._sessions, session_id, cascade=cascade)
 
+    delete_session = close_session
+    """Alias of ``close_session``: deletes the session and everything it owns (leases included)."""
+
     # -- messages ------------------------------------------------------------------------
     async def append_messages(
         self, session_id: str, messages: Sequence[NewMessage], *, expected_next_seq: int,
         start_send: bool = False, stats: StatsDelta | None = None, consume_follow_ups: Sequence[int] = (),
+        lease: Lease | None = None,
     ) -> list[MessageRow]:
         """Append ``messages`` with seqs ``expected_next_seq …`` in exactly one commit.
 
         The same transaction advances ``next_seq`` (fenced on ``expected_next_seq``),
-        counts a started send, adds ``stats`` and deletes the consumed follow-ups.
+        counts a started send, adds ``stats`` and deletes the consumed follow-ups; with
+        ``lease`` it first checks that the lease is still held (and renews it).
 
         Returns:
             The rows as stored.
@@ -164,13 +172,32 @@ class SessionStore:
             WriteConflict: ``store.write_conflict`` — ``expected_next_seq`` is stale
                 (another writer appended) or a follow-up was already consumed; nothing
                 was written.
+            LeaseLostError: ``session.lease_lost`` — ``lease`` is no longer held; nothing
+                was written.
+        """
+        outcome = await self.append_batch(session_id, messages, expected_next_seq=expected_next_seq,
+                                          start_send=start_send, stats=stats,
+                                          consume_follow_ups=consume_follow_ups, lease=lease)
+        return outcome.rows
+
+    async def append_batch(
+        self, session_id: str, messages: Sequence[NewMessage], *, expected_next_seq: int,
+        start_send: bool = False, stats: StatsDelta | None = None, consume_follow_ups: Sequence[int] = (),
+        lease: Lease | None = None, release_lease: bool = False, probe_follow_ups: bool = False,
+    ) -> AppendOutcome:
+        """``append_messages`` for a running send: the same single commit, plus two riders.
+
+        ``release_lease`` lets ``lease`` go in that same commit (the send's last write);
+        ``probe_follow_ups`` reports whether inputs are queued for the session, from any
+        process, at no extra round trip.
         """
         if type(expected_next_seq) is not int or expected_next_seq < 1:
             raise InvalidArgumentError(f"expected_next_seq must be an int >= 1, got {expected_next_seq!r}")
         now = self._clock()
         n = len(messages)
         params, rows = encode_messages(session_id, messages, expected_next_seq, now)
-        stmts = [Stmt(self._fence_sql, (n, 1 if start_send else 0, now, session_id, expected_next_seq), 1)]
+        fence = Stmt(self._fence_sql, (n, 1 if start_send else 0, now, session_id, expected_next_seq), 1)
+        stmts = [fence] if lease is None else [self._lease_fence(lease, session_id, now), fence]
         if n:
             stmts += self._messages.insert_stmts(params, n)
         if stats is not None:
@@ -179,14 +206,25 @@ class SessionStore:
         if consume_follow_ups:
             check_follow_up_ids(consume_follow_ups)
             stmts.append(self._follow_ups.consume(session_id, consume_follow_ups))
+        if release_lease and lease is not None:
+            stmts.append(Stmt(self._leases.release, (session_id, lease.holder, lease.epoch)))
+        if probe_follow_ups:
+            stmts.append(Stmt(self._follow_ups.probe, (session_id, session_id)))
         try:
-            await self.db.write(stmts)
+            counts = await self.db.write(stmts)
         except WriteConflict as exc:
-            await self._explain_conflict(exc, session_id, expected_next_seq, consume_follow_ups)
-        return rows
+            await self._explain_conflict(exc, session_id, expected_next_seq, consume_follow_ups, lease)
+        return AppendOutcome(rows=rows, follow_ups_waiting=probe_follow_ups and counts[-1] > 0)
+
+    def _lease_fence(self, lease: Lease, session_id: str, now: int) -> Stmt:
+        if not isinstance(lease, Lease) or lease.session_id != session_id:
+            raise InvalidArgumentError(f"lease must be a Lease of session {session_id!r}, got {lease!r}")
+        return self._leases.lease_fence(lease, now)
 
     async def _explain_conflict(self, exc: WriteConflict, session_id: str, expected_next_seq: int,
-                                consume_follow_ups: Sequence[int]) -> NoReturn:
+                                consume_follow_ups: Sequence[int], lease: Lease | None) -> NoReturn:
+        if lease is not None and exc.sql == self._leases.fence:
+            raise LeaseLostError(session_id, holder=lease.holder, epoch=lease.epoch) from exc
         if exc.sql != self._fence_sql:
             raise WriteConflict(
                 f"follow-ups {list(consume_follow_ups)} of session {session_id!r} are not all queued"
@@ -213,19 +251,28 @@ class SessionStore:
         return [message_from_row(r) for r in rows]
 
     # -- stats ---------------------------------------------------------------------------
-    async def bump_stats(self, session_id: str, stats: StatsDelta) -> None:
-        """Record a finished send that appended nothing (one write).
+    async def bump_stats(self, session_id: str, stats: StatsDelta, *, lease: Lease | None = None,
+                         release_lease: bool = False) -> None:
+        """Record a finished send that appended nothing (one write; fenced on ``lease`` if given).
 
         Raises:
             InvalidArgumentError: ``invalid_argument`` — a negative or non-int counter.
             SessionNotFoundError: ``session.not_found`` — no such session.
+            LeaseLostError: ``session.lease_lost`` — ``lease`` is no longer held; nothing written.
         """
         check_delta(stats)
         now = self._clock()
+        stmts = [Stmt(self._sessions.touch, (now, session_id), expect_rows=1),
+                 self._stats.bump(session_id, stats, now)]
+        if lease is not None:
+            stmts.insert(0, self._lease_fence(lease, session_id, now))
+            if release_lease:
+                stmts.append(Stmt(self._leases.release, (session_id, lease.holder, lease.epoch)))
         try:
-            await self.db.write((Stmt(self._sessions.touch, (now, session_id), expect_rows=1),
-                                 self._stats.bump(session_id, stats, now)))
+            await self.db.write(stmts)
         except WriteConflict as exc:
+            if lease is not None and exc.sql == self._leases.fence:
+                raise LeaseLostError(session_id, holder=lease.holder, epoch=lease.epoch) from exc
             raise SessionNotFoundError(session_id) from exc
 
     async def get_session_stats(self, session_id: str) -> SessionStatsRow | None:
@@ -264,7 +311,101 @@ class SessionStore:
         rows = await self.db.fetchall(self._follow_ups.list_all, (session_id,))
         return [follow_up_from_row(r) for r in rows]
 
+    # -- leases --------------------------------------------------------------------------
+    async def acquire_lease(self, session_id: str, *, holder: str, ttl_ms: int, wait_s: float,
+                            clock: Callable[[], int] | None = None) -> Lease:
+        """Take the session's cross-process lease, waiting up to ``wait_s`` for another holder.
+
+        Free: never taken, released, expired (``expires_at <= now``), or held by a dead
+        process on this host; taking it bumps the epoch. The holder of a live lease
+        re-enters (same epoch, expiry extended). A live holder is polled with backoff
+        (20 ms doubling to 250 ms) until ``wait_s``. Returns the held ``Lease``: pass it to
+        ``append_messages``/``bump_stats``, then ``release_lease`` it.
+
+        Args:
+            session_id: The session to lease.
+            holder: Who holds it, unique per owner: ``default_lease_holder()``.
+            ttl_ms: How long the lease lasts without a renewal or a fenced write.
+            wait_s: How long to wait for a live holder before giving up (0: do not wait).
+            clock: Epoch milliseconds for expiry decisions; default the store's clock.
+
+        Raises:
+            InvalidArgumentError: ``invalid_argument`` — bad holder, ttl_ms or wait_s.
+            SessionNotFoundError: ``session.not_found`` — no such session.
+            SessionBusyError: ``session.busy`` — another live holder kept it past ``wait_s``.
+        """
+        leases.check_lease_args(holder, ttl_ms, wait_s)
+        return await leases.acquire(self.db, self._leases, session_id, holder=holder, ttl_ms=ttl_ms,
+                                    wait_s=float(wait_s), clock=clock or self._clock)
+
+    async def renew_lease(self, lease: Lease, *, clock: Callable[[], int] | None = None) -> Lease:
+        """Extend ``lease`` to ``now + lease.ttl_ms`` (one write).
+
+        Raises:
+            LeaseLostError: ``session.lease_lost`` — it was taken over or released.
+        """
+        return await leases.renew(self.db, self._leases, lease, (clock or self._clock)())
+
+    async def get_lease(self, session_id: str) -> LeaseRow | None:
+        """The session's lease row (one read), or None when it was never leased or is unknown."""
+        row = await self.db.fetchone(self._leases.read, (session_id,))
+        if row is None or row[1] is None:
+            return None
+        return LeaseRow(session_id=session_id, holder=str(row[1]), host=row[2], pid=row[3], epoch=int(row[4]),
+                        expires_at=int(row[5]))
+
+    async def release_lease(self, lease: Lease) -> None:
+        """Let ``lease`` go so the next sender takes it at once; idempotent (one write)."""
+        await leases.release(self.db, self._leases, lease)
+
+    # -- archives ------------------------------------------------------------------------
+    async def export_session(self, session_id: str) -> dict[str, Any]:
+        """The session's whole durable state as a JSON-serialisable archive (one transaction).
+
+        Returns ``{"format", "schema_version", "session_id", "exported_at", "tables":
+        {<logical table>: [{column: value}]}}``: the session row, every message in every
+        state, stats, queued follow-ups and any other per-session table (not leases).
+
+        Raises:
+            SessionNotFoundError: ``session.not_found`` — no such session.
+        """
+        return await archive.export_session(self.db, self._archive, session_id, self._clock())
+
+    async def import_session(self, data: dict[str, Any], *, new_session_id: str | None = None,
+                             replace: bool = False) -> str:
+        """Restore an archive as an independent root session that continues normally (one transaction).
+
+        Args:
+            data: An ``export_session`` archive, from any backend, prefix or older schema.
+            new_session_id: Import under this id instead of the archive's.
+            replace: Replace an existing session with that id (atomically) instead of refusing.
+
+        Returns:
+            The imported session's id (``new_session_id`` or the archive's).
+
+        Raises:
+            InvalidArgumentError: ``invalid_argument`` — a malformed archive (every problem
+                named), one from a newer schema, or an existing id without ``replace``;
+                the database is unchanged.
+        """
+        return await archive.import_session(self.db, self._archive, data, new_session_id=new_session_id,
+                                            replace=replace)
+
     # -- maintenance and lifecycle -------------------------------------------------------
+    async def prune_compacted_messages(self, session_id: str, *, older_than_ms: int | None = None,
+                                       keep_recent: int = 0) -> int:
+        """Irreversibly delete the session's folded-out originals (state ``compacted_out``).
+
+        ``older_than_ms``: only those created at least that long ago; ``keep_recent``: keep
+        that many of the newest. Returns the number of messages deleted.
+
+        Raises:
+            InvalidArgumentError: ``invalid_argument`` — a negative or non-int argument.
+            SessionNotFoundError: ``session.not_found`` — no such session.
+        """
+        return await prune_compacted(self.db, self._prune, session_id, older_than_ms=older_than_ms,
+                                     keep_recent=keep_recent, now=self._clock())
+
     async def vacuum(self, *, incremental: bool = True) -> None:
         """Reclaim free space (SQLite); a no-op where the backend has nothing to do."""
         if isinstance(self.db, MaintenanceCapable):
@@ -276,12 +417,9 @@ class SessionStore:
         Raises:
             InvalidArgumentError: ``invalid_argument`` — mode not one of ``CHECKPOINT_MODES``.
         """
-        if not isinstance(mode, str) or mode.upper() not in CHECKPOINT_MODES:
-            raise InvalidArgumentError(
-                f"checkpoint mode {mode!r} is not one of {', '.join(CHECKPOINT_MODES)}"
-            )
+        mode = checkpoint_mode(mode)
         if isinstance(self.db, MaintenanceCapable):
-            await self.db.checkpoint(mode=mode.upper())
+            await self.db.checkpoint(mode=mode)
 
     async def backup(self, dest_path: str | Path) -> None:
         """Write a consistent copy of the database to ``dest_path`` (SQLite); a no-op elsewhere."""

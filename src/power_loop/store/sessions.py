@@ -61,11 +61,21 @@ class SessionQueries:
             " SELECT session_id FROM tree"
         )
 
-    def delete_owned(self, n: int) -> list[str]:
-        """``DELETE`` statements for ``n`` session ids: owned rows first, the sessions last."""
+    def delete_owned(self, n: int) -> list[tuple[str, bool]]:
+        """``(DELETE statement, deletes session rows?)`` for ``n`` ids: runtime rows, sessions, data.
+
+        Rows are locked in the order every writer of a session takes them (its lease,
+        then its session row, then its data), so closing a session while another process
+        sends to it waits instead of deadlocking on the server backends.
+        """
         marks = ", ".join("?" * n)
-        names = [f"{self._prefix}{t.name}" for t in OWNED_TABLES] + [self.table]
-        return [self._dialect.render(f"DELETE FROM {name} WHERE session_id IN ({marks})") for name in names]
+        runtime = [t for t in OWNED_TABLES if not t.exported]
+        data = [t for t in OWNED_TABLES if t.exported]
+        names = [f"{self._prefix}{t.name}" for t in runtime] + [self.table] + [
+            f"{self._prefix}{t.name}" for t in data]
+        render = self._dialect.render
+        return [(render(f"DELETE FROM {name} WHERE session_id IN ({marks})"), name == self.table)
+                for name in names]
 
 
 def session_from_row(row: Row) -> SessionRow:
@@ -142,8 +152,8 @@ async def delete_sessions(db: Database, q: SessionQueries, session_id: str, *, c
         deleted = 0
         for start in range(0, len(ids), _IN_CHUNK):
             chunk = ids[start:start + _IN_CHUNK]
-            *owned, sessions_sql = q.delete_owned(len(chunk))
-            for sql in owned:
-                await tx.execute(sql, chunk)
-            deleted += await tx.execute(sessions_sql, chunk)
+            for sql, is_sessions in q.delete_owned(len(chunk)):
+                count = await tx.execute(sql, chunk)
+                if is_sessions:
+                    deleted += count
     return deleted

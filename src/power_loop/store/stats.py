@@ -1,6 +1,7 @@
 """Per-session usage stats: one row per session, bumped once per finished send.
 
-Invariants: a bump is an upsert that adds the delta (``sends`` always +1) and sets
+Invariants: a bump is an upsert that adds the delta (``sends`` is 1 for a send and 0
+for what a continued run adds after its first recording) and sets
 ``last_send_at``/``updated_at``; ``first_send_at`` is written by the first bump only.
 A bump rides in the same transaction as the send's last message when there is one,
 so stats never count a send whose messages were not committed.
@@ -14,7 +15,7 @@ from power_loop.store.rows import SessionStatsRow, StatsDelta
 from power_loop.store.schema import SESSION_STATS
 
 COUNTERS = ("rounds", "llm_calls", "tool_calls", "prompt_tokens", "completion_tokens", "total_tokens")
-"""The ``StatsDelta`` fields, in column order after ``sends``."""
+"""The ``StatsDelta`` counters, in column order after ``sends``."""
 COLUMNS = ("session_id", "sends", *COUNTERS, "first_send_at", "last_send_at", "updated_at")
 
 
@@ -34,7 +35,7 @@ class StatsQueries:
     def bump(self, session_id: str, delta: StatsDelta, now: int) -> Stmt:
         """The upsert adding ``delta`` (and one send) to ``session_id``'s stats."""
         return Stmt(self.upsert, (
-            session_id, 1, delta.rounds, delta.llm_calls, delta.tool_calls, delta.prompt_tokens,
+            session_id, delta.sends, delta.rounds, delta.llm_calls, delta.tool_calls, delta.prompt_tokens,
             delta.completion_tokens, delta.total_tokens, now, now, now,
         ))
 
@@ -44,7 +45,7 @@ def check_delta(delta: StatsDelta) -> None:
     if not isinstance(delta, StatsDelta):
         raise InvalidArgumentError(f"stats must be a StatsDelta, got {type(delta).__name__}")
     bad = [
-        f"{name}={value!r}" for name in COUNTERS
+        f"{name}={value!r}" for name in ("sends", *COUNTERS)
         if type(value := getattr(delta, name)) is not int or value < 0
     ]
     if bad:

@@ -6,15 +6,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from store_targets import BACKENDS, Backend, drop_prefix, make_backend
+from store_targets import BACKENDS, Backend, make_backend
 
 from power_loop.store.dsn import open_store
 from power_loop.store.session_store import SessionStore
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return make_backend(str(request.param), tmp_path)
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    target = make_backend(str(request.param), tmp_path)
+    try:
+        yield target
+    finally:
+        await target.cleanup()
 
 
 @pytest.fixture
@@ -23,6 +27,4 @@ async def store(backend: Backend) -> AsyncIterator[SessionStore]:
     try:
         yield s
     finally:
-        if backend.is_server:
-            await drop_prefix(s)
         await s.close()

@@ -104,6 +104,16 @@ class StoreModel:
         session.follow_ups.append((session.follow_up_seq, content))
         return len(session.follow_ups)
 
+    def copy(self, sid: str, new_sid: str) -> None:
+        """What ``import_session(export_session(sid), new_session_id=new_sid)`` makes: a root twin."""
+        source = self._get(sid)
+        self.sessions[new_sid] = ModelSession(
+            session_id=new_sid, parent=None, spawn_depth=0, next_seq=source.next_seq,
+            send_count=source.send_count, messages=list(source.messages),
+            stats=None if source.stats is None else dict(source.stats), follow_up_seq=source.follow_up_seq,
+            follow_ups=list(source.follow_ups),
+        )
+
     def children(self, sid: str) -> set[str]:
         return {s.session_id for s in self.sessions.values() if s.parent == sid}
 

@@ -2,13 +2,14 @@
 
 Each hypothesis example opens a fresh store (a new file, the in-memory database, or a
 new table prefix on a server) and runs create / append (stale or not, with follow-ups
-consumed) / enqueue / bump_stats / close_session, comparing everything observable after
-every step.
+consumed) / enqueue / bump_stats / export+import / close_session, comparing everything
+observable after every step. Servers run fewer examples (each one provisions a prefix).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -41,7 +42,8 @@ JSON = st.recursive(
 MESSAGES = st.lists(st.tuples(st.sampled_from(["user", "assistant", "tool"]), JSON), max_size=3)
 DELTAS = st.fixed_dictionaries({name: st.integers(0, 50) for name in STAT_FIELDS if name != "sends"})
 
-SETTINGS = settings(max_examples=30, stateful_step_count=25, deadline=None,
+def machine_settings(backend: Backend) -> settings:
+    return settings(max_examples=12 if backend.is_server else 30, stateful_step_count=25, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
@@ -162,6 +164,22 @@ def make_machine(backend: Backend) -> type[RuleBasedStateMachine]:
                 raise AssertionError("bump on a missing session should raise") from None
             self.run(self.store.bump_stats(sid, StatsDelta(**stats)))
 
+        @rule(target=ids, sid=ids, through_json=st.booleans())
+        def export_import(self, sid: str, through_json: bool) -> str:
+            new_sid = self.new_id()
+            if sid not in self.model.sessions:
+                try:
+                    self.run(self.store.export_session(sid))
+                except SessionNotFoundError:
+                    return new_sid
+                raise AssertionError("exporting a missing session should raise")
+            archive = self.run(self.store.export_session(sid))
+            if through_json:
+                archive = json.loads(json.dumps(archive))
+            assert self.run(self.store.import_session(archive, new_session_id=new_sid)) == new_sid
+            self.model.copy(sid, new_sid)
+            return new_sid
+
         @rule(sid=ids, cascade=st.booleans())
         def close(self, sid: str, cascade: bool) -> None:
             expected = self.model.close(sid, cascade=cascade)
@@ -210,4 +228,4 @@ def make_machine(backend: Backend) -> type[RuleBasedStateMachine]:
 
 
 def test_store_matches_the_model(backend: Backend) -> None:
-    run_state_machine_as_test(make_machine(backend), settings=SETTINGS)
+    run_state_machine_as_test(make_machine(backend), settings=machine_settings(backend))

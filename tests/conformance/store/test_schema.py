@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from power_loop.contracts.errors import StoreConfigError, StoreSchemaError
 from power_loop.store.dsn import open_store
 from power_loop.store.port import Stmt
 from power_loop.store.rows import NewMessage, SchemaPolicy
-from power_loop.store.schema import SCHEMA_VERSION, ddl_script
+from power_loop.store.schema import SCHEMA_VERSION, TABLES, ddl, ddl_script
 
 
 def exists(path: str) -> bool:
@@ -32,7 +34,8 @@ def needs_shared_database(backend: Backend) -> None:
 
 async def set_version(dsn: str, prefix: str, version: int) -> None:
     async with raw_database(dsn) as db:
-        await db.write([Stmt(f"UPDATE {prefix}schema_migrations SET version = ? WHERE id = 1", (version,))])
+        sql = db.dialect.render(f"UPDATE {prefix}schema_migrations SET version = ? WHERE id = 1")
+        await db.write([Stmt(sql, (version,))])
 
 
 async def read_version(dsn: str, prefix: str) -> int | None:
@@ -198,15 +201,69 @@ def test_ddl_script_for_sqlite_is_complete_and_prefixed() -> None:
     assert ddl_script("sqlite3", "") == ddl_script("SQLite", "")
 
 
-@pytest.mark.parametrize("dialect", ["oracle", "postgres", "mysql"])
+@pytest.mark.parametrize("dialect", ["oracle", "mssql"])
 def test_ddl_script_for_an_unknown_dialect_is_a_config_error(dialect: str) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec(f"power_loop.store.dialects.{dialect}") is not None:
-        pytest.skip(f"the {dialect} dialect exists")
     with pytest.raises(StoreConfigError, match="unknown dialect") as info:
         ddl_script(dialect, "pl_")
     assert info.value.code == "store.config_invalid"
+    assert "sqlite, postgres, mysql" in str(info.value)
+
+
+def test_ddl_script_for_postgres() -> None:
+    script = ddl_script("postgresql", "app_")
+    assert script == ddl_script("postgres", "app_")
+    assert "session_id TEXT NOT NULL" in script[1] and "next_seq BIGINT NOT NULL DEFAULT 1" in script[1]
+    index = "CREATE INDEX IF NOT EXISTS app_messages_state_idx ON app_messages (session_id, state, seq)"
+    assert index in script
+    assert any(s.startswith("CREATE TABLE IF NOT EXISTS app_session_leases ") for s in script)
+    assert script[-1] == (f"INSERT INTO app_schema_migrations (id, version) VALUES (1, {SCHEMA_VERSION})"
+                          " ON CONFLICT (id) DO NOTHING")
+
+
+def test_ddl_script_for_mysql_runs_on_mysql_and_mariadb() -> None:
+    script = ddl_script("mariadb", "app_")
+    assert script == ddl_script("mysql", "app_")
+    sessions = script[1]
+    assert "session_id VARCHAR(191) NOT NULL" in sessions and "config LONGTEXT NOT NULL" in sessions
+    assert "INDEX app_sessions_parent_idx (parent_session_id)" in sessions
+    assert sessions.endswith(") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
+    assert not any(s.startswith("CREATE INDEX") for s in script)  # MySQL lacks IF NOT EXISTS there
+    stamp = f"INSERT IGNORE INTO app_schema_migrations (id, version) VALUES (1, {SCHEMA_VERSION})"
+    assert script[-1] == stamp
+    assert all(" AS new" not in s and "%" not in s and "?" not in s for s in script)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres", "mysql"])
+def test_the_ddl_command_prints_the_script_without_a_database(dialect: str) -> None:
+    for flag in ("--prefix", "--table-prefix"):
+        done = subprocess.run([sys.executable, "-m", "power_loop", "db", "ddl", "--dialect", dialect, flag,
+                               "app_"], capture_output=True, text=True, check=True, timeout=60)
+        assert done.stdout == ";\n".join(ddl_script(dialect, "app_")) + ";\n"
+
+
+async def test_a_version_one_database_is_migrated_forward(backend: Backend) -> None:
+    needs_shared_database(backend)
+    dsn, prefix = backend.dsn(), backend.prefix()
+    v1_tables = [t for t in TABLES if t.name != "session_leases"]
+    async with raw_database(dsn) as db:
+        v1_script = ddl(db.dialect, prefix, tables=v1_tables, version=1)
+        await db.write([Stmt(s) for s in v1_script])
+        insert = db.dialect.render(
+            f"INSERT INTO {prefix}sessions (session_id, created_at, updated_at, config, status, kind,"
+            " metadata, next_seq, send_count) VALUES (?, 1, 1, '{}', 'active', 'root', '{}', 1, 0)")
+        await db.write([Stmt(insert, ("old",))])
+    assert not any("session_leases" in s for s in v1_script)
+    with pytest.raises(StoreSchemaError, match="version 1, older"):
+        await open_store(dsn, table_prefix=prefix, schema="verify")
+    assert await read_version(dsn, prefix) == 1
+    async with await open_store(dsn, table_prefix=prefix) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        lease = await store.acquire_lease("old", holder="h", ttl_ms=1000, wait_s=0)
+        await store.append_messages("old", [NewMessage(role="user", content="after")], expected_next_seq=1,
+                                    lease=lease)
+    assert await read_version(dsn, prefix) == SCHEMA_VERSION
+    async with await open_store(dsn, table_prefix=prefix, schema="verify") as store:
+        assert [m.content for m in await store.load_all_messages("old")] == ["after"]
 
 
 def test_ddl_script_refuses_a_bad_prefix() -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from power_loop.contracts.errors import InvalidArgumentError, SessionNotFoundError
 from power_loop.store.rows import SessionKind, SessionRow, SubagentLifecycle
+from power_loop.store.schema import SCHEMA_VERSION
 from power_loop.store.session_store import SessionStore
 
 
@@ -102,7 +103,7 @@ async def test_unknown_parent_is_refused(store: SessionStore) -> None:
 
 
 async def test_store_attributes(store: SessionStore) -> None:
-    assert store.schema_version == 1
+    assert store.schema_version == SCHEMA_VERSION
     assert store.max_spawn_depth == 3
     assert store.dialect_name in {"sqlite", "postgres", "mysql"}
     assert store.table_prefix.endswith("pl_")

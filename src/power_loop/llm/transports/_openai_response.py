@@ -137,8 +137,11 @@ def _parse_json(text: str) -> tuple[JSONObject, str | None]:
 class StreamAssembler:
     """Folds streamed ``chat.completion.chunk`` objects into increments and a response."""
 
-    def __init__(self, *, request: LLMRequest, from_wire: FromWire, default_model: str | None) -> None:
+    def __init__(self, *, request: LLMRequest, from_wire: FromWire, default_model: str | None,
+                 keep_raw: bool = True) -> None:
         self.request = request
+        self.keep_raw = keep_raw
+        """Keep each event's JSON as ``raw_event`` (off in ``complete``: fewer live objects)."""
         self.from_wire = from_wire
         self.model = default_model
         self.done = False
@@ -181,7 +184,8 @@ class StreamAssembler:
         mapped = self._feed_calls(raw_calls) if raw_calls else None
         if not (text or think or mapped):
             return None
-        chunk = LLMStreamChunk(delta_text=text, think=str(think), delta_tool_calls=mapped, raw_event=data)
+        chunk = LLMStreamChunk(delta_text=text, think=str(think), delta_tool_calls=mapped,
+                               raw_event=data if self.keep_raw else None)
         self.chunks.append(chunk)
         return chunk
 

@@ -38,7 +38,9 @@ def _classic(obj: Any) -> bytes:
 _CANDIDATES: tuple[Dumps, ...] = (_compact, _classic)
 
 
-def learn_wire_format(client: Any, sdk: Any, path: str, options: Mapping[str, Any]) -> tuple[Dumps, dict[str, str]] | None:
+def learn_wire_format(
+    client: Any, sdk: Any, path: str, options: Mapping[str, Any]
+) -> tuple[Dumps, dict[str, str]] | None:
     """``(dumps, headers)`` reproducing the SDK's request for ``path``, or None."""
     try:
         models = importlib.import_module(f"{sdk.__name__}._models")

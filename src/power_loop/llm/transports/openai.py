@@ -21,6 +21,11 @@ Invariants:
 - Malformed tool-call arguments pass through as raw text (the engine turns them into a
   tool result the model sees); streamed tool calls are assembled by ``index``.
 - A streamed answer without usage gets an estimate (``is_estimated=True``).
+- ``tool_choice`` ``"auto"``/``"none"``/``"required"`` go out as they are; a bare tool
+  name becomes ``{"type": "function", "function": {"name": <wire name>}}``.
+- A server that refuses a json_schema ``response_format`` (a 400/422 naming it) gets
+  ``json_object`` plus the schema in the system prompt, then the prompt instruction
+  alone; the step down is remembered per service instance (``response_format_mode``).
 
 Works with ``openai`` 1.x (httpx) and 3.x (httpx2): it uses ``AsyncOpenAI(base_url,
 api_key, max_retries, timeout, default_headers)``, ``client.post(path, body=, cast_to=,
@@ -39,7 +44,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from power_loop.contracts.errors import LLMProviderError, MissingExtraError
@@ -50,13 +55,13 @@ from power_loop.llm.contract import LLMRequest, LLMResponse, LLMStreamChunk
 from power_loop.llm.retry import LLMRetryPolicy
 from power_loop.llm.tool_names import ToolNameMap
 from power_loop.llm.transports._lean_http import HTTPExchangeError, LeanHTTPClient, proxy_configured
-from power_loop.llm.transports._sdk_wire import learn_wire_format, status_error
 from power_loop.llm.transports._openai_response import (
     StreamAssembler,
     build_response,
     parse_message,
     usage_from,
 )
+from power_loop.llm.transports._sdk_wire import learn_wire_format, status_error
 
 __all__ = ["OpenAICompatLLMService"]
 
@@ -316,8 +321,9 @@ class OpenAICompatLLMService:
                 if not self._refuses_response_format(exc, adapted):
                     raise
                 mode = _RESPONSE_FORMAT_MODES[_RESPONSE_FORMAT_MODES.index(self.response_format_mode) + 1]
-                logger.info("%s refused response_format %s (%s); sending %s from now on", self.config.base_url,
-                            (adapted.response_format or {}).get("type"), exc, mode)
+                refused = (adapted.response_format or {}).get("type")
+                logger.info("%s refused response_format %s (%s); sending %s from now on",
+                            self.config.base_url, refused, exc, mode)
                 self.response_format_mode = mode
 
     def _adapt_response_format(self, request: LLMRequest) -> LLMRequest:
@@ -385,15 +391,23 @@ class OpenAICompatLLMService:
         """
         streaming = on_chunk_delta_text is not None or on_chunk_think is not None or on_stream_end is not None
         if streaming and self.supports_stream:
-            assembler = self._assembler(request)
-            async with contextlib.aclosing(self._events(request)) as events:
-                async for data in events:
-                    chunk = assembler.feed(data)
-                    if chunk is not None:
+            assembler = self._assembler(request, keep_raw=False)
+            feed = assembler.feed
+            try:
+                async with self._stream_lines(request) as lines:
+                    async for line in lines:  # the hot loop: one SSE line per iteration
+                        if not line.startswith("data:"):
+                            continue
+                        chunk = feed(_event(line))
+                        if chunk is None:
+                            continue
                         if chunk.think:
                             await notify(on_chunk_think, chunk.think)
                         if chunk.delta_text:
                             await notify(on_chunk_delta_text, chunk.delta_text)
+            except LLMProviderError:
+                if not assembler.done:  # an error after [DONE] loses nothing
+                    raise
             response = assembler.response()
         else:
             response = await self._complete_once(request)
@@ -407,19 +421,24 @@ class OpenAICompatLLMService:
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMStreamChunk]:
         """Yield the increments of one streamed call, then a final chunk with tool calls and usage."""
-        assembler = self._assembler(request)
-        async with contextlib.aclosing(self._events(request)) as events:
-            async for data in events:
-                chunk = assembler.feed(data)
-                if chunk is not None:
-                    yield chunk
+        assembler = self._assembler(request, keep_raw=True)
+        try:
+            async with self._stream_lines(request) as lines:
+                async for line in lines:
+                    if line.startswith("data:"):
+                        chunk = assembler.feed(_event(line))
+                        if chunk is not None:
+                            yield chunk
+        except LLMProviderError:
+            if not assembler.done:
+                raise
         response = assembler.response()
         yield LLMStreamChunk(is_final=True, tool_calls=response.tool_calls, token_usage=response.token_usage)
 
-    def _assembler(self, request: LLMRequest) -> StreamAssembler:
+    def _assembler(self, request: LLMRequest, *, keep_raw: bool = True) -> StreamAssembler:
         name_map = self._name_map(request.tools)
         return StreamAssembler(request=request, from_wire=name_map.from_wire if name_map else None,
-                               default_model=request.model or self.config.model)
+                               default_model=request.model or self.config.model, keep_raw=keep_raw)
 
     async def _complete_once(self, request: LLMRequest) -> LLMResponse:
         response = await self._post_adapted(request, stream=False)
@@ -449,29 +468,13 @@ class OpenAICompatLLMService:
                          usage=token_usage, finish_reason=choices[0].get("finish_reason"),
                          model=data.get("model"), raw_message=message, raw_completion=data)
 
-    async def _events(self, request: LLMRequest) -> AsyncGenerator[JSONObject, None]:
-        """The parsed ``data:`` objects of one streamed call; ``{"[DONE]": True}`` at the end."""
+    @contextlib.asynccontextmanager
+    async def _stream_lines(self, request: LLMRequest) -> AsyncIterator[AsyncIterator[str]]:
+        """The SSE lines of one streamed call, read to the end (past ``[DONE]``, so the
+        connection is reused); read errors become retryable ``LLMProviderError``s."""
         response = await self._post_adapted(request, stream=True)
         try:
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == "[DONE]":
-                    yield {"[DONE]": True}
-                    return
-                try:
-                    data = json.loads(payload)
-                except ValueError as exc:
-                    raise LLMProviderError(f"openai-compatible stream sent invalid JSON: {payload[:200]!r}",
-                                           provider="openai", retryable=True) from exc
-                if isinstance(data, dict) and data.get("error"):
-                    error = data["error"]
-                    message = error.get("message") if isinstance(error, dict) else str(error)
-                    raise LLMProviderError(f"openai-compatible stream reported an error: {message}",
-                                           provider="openai", retryable=True)
-                if isinstance(data, dict):
-                    yield data
+            yield response.aiter_lines()
         except (LLMProviderError, asyncio.CancelledError, GeneratorExit):
             raise
         except Exception as exc:  # the HTTP library's read errors: a cut or timed-out stream
@@ -482,6 +485,30 @@ class OpenAICompatLLMService:
 
     def __repr__(self) -> str:
         return f"OpenAICompatLLMService(base_url={self.config.base_url!r}, model={self.config.model!r})"
+
+
+def _event(line: str) -> JSONObject:
+    """The object of an SSE ``data:`` line; ``{"[DONE]": True}`` for the end marker.
+
+    Raises:
+        LLMProviderError: (retryable) invalid JSON, or an ``error`` object in the stream.
+    """
+    payload = line[5:].strip()
+    if payload == "[DONE]":
+        return {"[DONE]": True}
+    try:
+        data = json.loads(payload)
+    except ValueError as exc:
+        raise LLMProviderError(f"openai-compatible stream sent invalid JSON: {payload[:200]!r}",
+                               provider="openai", retryable=True) from exc
+    if not isinstance(data, dict):
+        return {}
+    if data.get("error"):
+        error = data["error"]
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        raise LLMProviderError(f"openai-compatible stream reported an error: {message}",
+                               provider="openai", retryable=True)
+    return data
 
 
 def _wire_messages(request: LLMRequest, name_map: ToolNameMap | None) -> list[Message]:

@@ -71,3 +71,36 @@ def on_duplicate_key_upsert(table: str, columns: Sequence[str], key: Sequence[st
         for col in update
     ]
     return head + ", ".join(sets)
+
+
+def numbered_placeholders(sql: str) -> str:
+    """Rewrite each ``?`` outside single-quoted literals as ``$1``, ``$2``, … (PostgreSQL)."""
+    out: list[str] = []
+    n = 0
+    quoted = False
+    for ch in sql:
+        if ch == "'":
+            quoted = not quoted  # '' inside a literal toggles twice: still quoted
+        elif ch == "?" and not quoted:
+            n += 1
+            out.append(f"${n}")
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
+def format_placeholders(sql: str) -> str:
+    """Rewrite each ``?`` outside single-quoted literals as ``%s`` and escape ``%`` (DB-API format)."""
+    out: list[str] = []
+    quoted = False
+    for ch in sql:
+        if ch == "'":
+            quoted = not quoted
+        elif ch == "?" and not quoted:
+            out.append("%s")
+            continue
+        elif ch == "%":
+            out.append("%%")  # the driver formats with ``sql % params``: a literal % must be doubled
+            continue
+        out.append(ch)
+    return "".join(out)

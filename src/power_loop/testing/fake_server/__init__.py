@@ -1,9 +1,9 @@
 """A fake LLM provider over real HTTP, for tests, demos and benchmarks without an API key.
 
-``FakeLLMServer`` serves the OpenAI Chat Completions API from a deterministic ``Brain``
-(rules documented in ``power_loop.testing.fake_server.rules``), records requests and
-plays injected ``Fault``s. Run it standalone with
-``python -m power_loop.testing.fake_server --port 0``.
+``FakeLLMServer`` serves the OpenAI Chat Completions API and the Anthropic Messages API
+from one deterministic ``Brain`` (rules documented in
+``power_loop.testing.fake_server.rules``), records requests and plays injected
+``Fault``s. Run it standalone with ``python -m power_loop.testing.fake_server --port 0``.
 """
 
 from power_loop.testing.fake_server.cli import main

@@ -27,6 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one (default)")
     parser.add_argument("--model", default="fake-model", help="model name to answer with")
+    parser.add_argument("--stream-chunk-chars", type=int, default=None,
+                        help="stream text in deltas of this many characters (default: a few deltas)")
     args = parser.parse_args(argv)
 
     stopped = threading.Event()
@@ -37,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-    server = FakeLLMServer(host=args.host, port=args.port, model=args.model, max_recorded_requests=0)
+    server = FakeLLMServer(host=args.host, port=args.port, model=args.model, max_recorded_requests=0,
+                           stream_chunk_chars=args.stream_chunk_chars)
     url = server.start()
     sys.stdout.write(f"FAKE_LLM_URL={url}\n")
     sys.stdout.flush()

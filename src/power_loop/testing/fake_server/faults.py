@@ -10,6 +10,8 @@ Kinds:
 - ``http_error``: answer ``status`` (default 500) with the wire format's error body;
   a ``retry_after_s`` adds ``Retry-After`` (and ``retry-after-ms``) headers.
 - ``slow``: sleep ``delay_s`` before answering normally.
+- ``slow_stream``: answer normally, but write a streamed answer one event at a time,
+  sleeping ``delay_s`` before each (a plain answer is sent at once).
 - ``malformed_tool_json``: the reply calls a tool with arguments that are not JSON.
 - ``empty_choices``: a completion without choices.
 - ``truncated_stream``: a streamed answer stops mid-way: no finish reason, no ``[DONE]``
@@ -29,7 +31,8 @@ from power_loop.contracts.errors import InvalidArgumentError
 __all__ = ["FAULT_HEADER", "Fault", "FaultKind", "FaultQueue", "parse_fault_header"]
 
 FaultKind = Literal[
-    "http_error", "slow", "malformed_tool_json", "empty_choices", "truncated_stream", "disconnect"
+    "http_error", "slow", "slow_stream", "malformed_tool_json", "empty_choices", "truncated_stream",
+    "disconnect",
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 FAULT_HEADER = "X-Fake-Fault"
@@ -50,7 +53,7 @@ class Fault:
     status: int = 500
     """HTTP status of ``http_error``."""
     delay_s: float = 0.0
-    """Sleep of ``slow``."""
+    """Sleep of ``slow`` (before the answer) and ``slow_stream`` (before each event)."""
     retry_after_s: float | None = None
     """``Retry-After`` of ``http_error``."""
     message: str | None = None

@@ -10,9 +10,16 @@ when ``stream_options.include_usage`` is set, then ``data: [DONE]``.
 
 Invariants: every object validates against the ``openai`` SDK's types; ``created`` is a
 fixed timestamp and ids derive from the request number, so answers are reproducible.
-Usage: ``prompt_tokens = ceil(len(request body) / 4)``, ``completion_tokens = ceil(len(
-reasoning + text + tool arguments) / 4)``, plus the server's configured
-``cached_tokens`` / ``reasoning_tokens`` details.
+Usage: ``prompt_tokens = ceil(len(request body without its stream fields) / 4)``,
+``completion_tokens = ceil(len(reasoning + text + tool arguments) / 4)``, plus the
+server's configured ``cached_tokens`` / ``reasoning_tokens`` details.
+
+Deviations of other OpenAI-compatible servers, on request: ``stream_usage=False`` (no
+usage in streams), ``repeat_stream_tool_ids`` (every tool-call chunk repeats the id and
+name) and ``response_formats`` (other ``response_format`` types refused with a 400).
+``tool_choice`` is played by ``reply_with_tool_choice`` (``required`` = ``any``).
+A ``json_schema`` response_format turns a text reply into a matching object
+(``structured_reply``).
 """
 
 from __future__ import annotations
@@ -21,8 +28,21 @@ import json
 from typing import Any
 
 from power_loop.contracts.json import JSONObject
-from power_loop.testing.fake_server.rules import BrainReply, ToolCallSpec, ToolSpec
-from power_loop.testing.fake_server.wire import WireCall, WireReply, estimate_tokens
+from power_loop.testing.fake_server.rules import (
+    BrainReply,
+    ToolCallSpec,
+    ToolSpec,
+    message_text,
+    reply_with_tool_choice,
+    structured_reply,
+)
+from power_loop.testing.fake_server.wire import (
+    WireCall,
+    WireReply,
+    estimate_tokens,
+    prompt_tokens,
+    stream_pieces,
+)
 
 __all__ = ["CREATED", "OpenAIWire"]
 
@@ -45,13 +65,6 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _pieces(text: str, most: int = 6, least: int = 4) -> list[str]:
-    if not text:
-        return []
-    size = max(least, -(-len(text) // most))
-    return [text[i: i + size] for i in range(0, len(text), size)]
-
-
 class OpenAIWire:
     """Serves the OpenAI Chat Completions API (see the module docstring)."""
 
@@ -69,7 +82,14 @@ class OpenAIWire:
             for tool in request.get("tools") or ()
             if isinstance(tool, dict) and isinstance(fn := tool.get("function"), dict)
         ]
-        reply = call.brain.reply(messages, tools)
+        response_format = request.get("response_format")
+        if isinstance(response_format, dict) and call.response_formats is not None \
+                and response_format.get("type") not in call.response_formats:
+            return self.error(400, f"response_format type {response_format.get('type')!r} is not supported"
+                                   f" by this server: use one of {sorted(call.response_formats)}")
+        mode, name = self._tool_choice(request.get("tool_choice"))
+        reply = reply_with_tool_choice(call.brain, messages, tools, mode=mode, name=name)
+        reply = self._structured(reply, messages, response_format)
         kind = call.fault.kind if call.fault is not None else None
         if kind == "malformed_tool_json":
             name = tools[0].name if tools else "tool"
@@ -84,7 +104,8 @@ class OpenAIWire:
             options = request.get("stream_options") or {}
             include_usage = (call.stream_usage and isinstance(options, dict)
                              and bool(options.get("include_usage")))
-            body = self._events(reply, completion_id, model, usage if include_usage else None, kind)
+            body = self._events(reply, completion_id, model, usage if include_usage else None, kind,
+                                repeat_ids=call.repeat_stream_tool_ids, chunk_chars=call.stream_chunk_chars)
             return WireReply(body=body, content_type="text/event-stream; charset=utf-8")
         completion: JSONObject = {
             "id": completion_id, "object": "chat.completion", "created": CREATED, "model": model,
@@ -114,8 +135,28 @@ class OpenAIWire:
         return WireReply(body=_dumps({"object": "list", "data": [entry]}))
 
     @staticmethod
+    def _tool_choice(choice: Any) -> tuple[str, str | None]:
+        if isinstance(choice, dict):
+            function = choice.get("function")
+            return "tool", function.get("name") if isinstance(function, dict) else None
+        return {"required": "any", "none": "none"}.get(str(choice), "auto"), None
+
+    @staticmethod
+    def _structured(reply: BrainReply, messages: list[Any], response_format: Any) -> BrainReply:
+        if reply.tool_calls or not isinstance(response_format, dict) \
+                or response_format.get("type") != "json_schema":
+            return reply
+        inner = response_format.get("json_schema")
+        schema = inner.get("schema") if isinstance(inner, dict) else None
+        if not isinstance(schema, dict):
+            return reply
+        user_text = next((message_text(m) for m in reversed(messages)
+                          if isinstance(m, dict) and m.get("role") == "user"), "")
+        return BrainReply(text=structured_reply(reply.text, user_text, schema), think=reply.think)
+
+    @staticmethod
     def _usage(call: WireCall, reply: BrainReply) -> JSONObject:
-        prompt = estimate_tokens(len(call.body))
+        prompt = prompt_tokens(call.body)
         chars = len(reply.text) + len(reply.think) + sum(len(c.arguments) for c in reply.tool_calls)
         completion = estimate_tokens(chars)
         return {
@@ -144,7 +185,8 @@ class OpenAIWire:
 
     @staticmethod
     def _events(
-        reply: BrainReply, completion_id: str, model: str, usage: JSONObject | None, fault: str | None
+        reply: BrainReply, completion_id: str, model: str, usage: JSONObject | None, fault: str | None,
+        *, repeat_ids: bool = False, chunk_chars: int | None = None,
     ) -> bytes:
         head = f'{{"id":"{completion_id}","object":"chat.completion.chunk","created":{CREATED},' \
                f'"model":{json.dumps(model)},"system_fingerprint":"fp_fake","choices":'
@@ -156,15 +198,19 @@ class OpenAIWire:
 
         if fault != "empty_choices":
             chunk({"role": "assistant", "content": ""})
-            for piece in _pieces(reply.think):
+            for piece in stream_pieces(reply.think, chunk_chars=chunk_chars):
                 chunk({"reasoning_content": piece})
-            for piece in _pieces(reply.text):
+            for piece in stream_pieces(reply.text, chunk_chars=chunk_chars):
                 chunk({"content": piece})
             for index, call in enumerate(reply.tool_calls):
                 chunk({"tool_calls": [{"index": index, "id": call.id, "type": "function",
                                        "function": {"name": call.name, "arguments": ""}}]})
-                for piece in _pieces(call.arguments, most=3, least=1):
-                    chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+                for piece in stream_pieces(call.arguments, most=3, least=1):
+                    if repeat_ids:  # like servers that repeat the id and name on every chunk
+                        chunk({"tool_calls": [{"index": index, "id": call.id, "type": "function",
+                                               "function": {"name": call.name, "arguments": piece}}]})
+                    else:
+                        chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
             if fault == "truncated_stream":
                 return b"".join(events[: max(2, len(events) // 2)])
             chunk({}, "tool_calls" if reply.tool_calls else "stop")

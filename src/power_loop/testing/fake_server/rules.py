@@ -30,6 +30,15 @@ Rules, first match wins:
 5. **Echo**: ``You said: <text>``.
 
 Long texts are clipped (``CLIP_CHARS``) so that replies stay small for benchmarks.
+
+Tool choice (``reply_with_tool_choice``): ``none`` offers no tools to the rules; a named
+tool is always called, with arguments from ``structured_reply``; ``any`` (``required``)
+with no call in the reply calls the last offered tool the same way.
+
+Structured output: when a request asks for a JSON Schema (OpenAI ``response_format``
+json_schema, Anthropic forced tool), a reply that is not already a JSON object becomes
+one through ``structured_reply``: each property ``prop=value`` (or ``prop: value``) in
+the last user text, else a default of the property's type (strings get the reply text).
 """
 
 from __future__ import annotations
@@ -44,7 +53,10 @@ from typing import Any, Union
 from power_loop.contracts.errors import InvalidArgumentError
 from power_loop.contracts.json import JSONObject, Message
 
-__all__ = ["CLIP_CHARS", "Brain", "BrainReply", "Rule", "ToolCallSpec", "ToolSpec", "message_text"]
+__all__ = [
+    "CLIP_CHARS", "Brain", "BrainReply", "Rule", "ToolCallSpec", "ToolSpec", "message_text",
+    "reply_with_tool_choice", "structured_reply",
+]
 
 CLIP_CHARS = 2000
 """Longest echoed text or tool result quoted in a reply."""
@@ -301,3 +313,44 @@ def _schema_arguments(segment: str, schema: JSONObject) -> JSONObject:
         elif words:
             args[missing[0]] = words[-1].rstrip("'")
     return args
+
+
+_DEFAULTS: dict[str, Any] = {"integer": 0, "number": 0, "boolean": False, "array": [], "object": {},
+                             "null": None}
+
+
+def structured_reply(reply_text: str, user_text: str, schema: JSONObject) -> str:
+    """``reply_text`` if it is a JSON object, else an object for ``schema`` (module docstring)."""
+    try:
+        if isinstance(json.loads(reply_text), dict):
+            return reply_text
+    except ValueError:
+        pass
+    properties: dict[str, Any] = schema.get("properties") or {}
+    out: JSONObject = {}
+    for prop, spec in properties.items():
+        kind = spec.get("type", "string") if isinstance(spec, dict) else "string"
+        kind = kind[0] if isinstance(kind, list) and kind else kind
+        match = re.search(rf"\b{re.escape(prop)}\s*[=:]\s*(\"[^\"]*\"|'[^']*'|[^\s,;]+)", user_text)
+        if match is not None:
+            out[prop] = _coerce(match.group(1).strip("\"'"), kind)
+            continue
+        enum = spec.get("enum") if isinstance(spec, dict) else None
+        out[prop] = enum[0] if enum else _DEFAULTS.get(str(kind), _clip(reply_text))
+    return json.dumps(out, ensure_ascii=False)
+
+
+def reply_with_tool_choice(brain: Brain, messages: Sequence[Message], tools: Sequence[ToolSpec], *,
+                           mode: str = "auto", name: str | None = None) -> BrainReply:
+    """``brain.reply`` under a tool choice: ``auto``, ``none``, ``any`` or ``tool`` (``name``)."""
+    if mode == "none" or not tools:
+        return brain.reply(messages, ())
+    forced = next((t for t in tools if t.name == name), None) if mode == "tool" else None
+    reply = brain.reply(messages, tools if forced is None else [t for t in tools if t is not forced])
+    if forced is None and not (mode == "any" and not reply.tool_calls):
+        return reply
+    target = forced or tools[-1]
+    user_text = next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
+    arguments = structured_reply(reply.text, user_text, target.parameters)
+    call = ToolCallSpec(f"call_{len(messages)}", target.name, arguments)
+    return BrainReply(think=reply.think, tool_calls=(call,))

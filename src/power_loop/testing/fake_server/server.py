@@ -1,7 +1,8 @@
-"""``FakeLLMServer``: a deterministic OpenAI-compatible HTTP server in a background thread.
+"""``FakeLLMServer``: a deterministic LLM provider over HTTP, in a background thread.
 
 Standard library only (``http.server.ThreadingHTTPServer``). It answers with the
-``Brain`` of ``rules.py`` through a ``WireFormat`` (``openai_wire.py``), records every
+``Brain`` of ``rules.py`` through a ``WireFormat`` chosen by path (``openai_wire.py``:
+``/v1/chat/completions``; ``anthropic_wire.py``: ``/v1/messages``), records every
 request, and plays injected faults (``faults.py``). Invariants:
 - HTTP/1.1 keep-alive with ``Content-Length`` on every answer (streams included) and
   ``TCP_NODELAY``, so thousands of requests cost little more than their JSON.
@@ -25,7 +26,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -33,6 +34,7 @@ from typing import Any
 
 from power_loop.contracts.errors import InvalidArgumentError, UsageError
 from power_loop.contracts.json import JSONObject
+from power_loop.testing.fake_server.anthropic_wire import AnthropicWire
 from power_loop.testing.fake_server.faults import FAULT_HEADER, Fault, FaultQueue, parse_fault_header
 from power_loop.testing.fake_server.openai_wire import OpenAIWire
 from power_loop.testing.fake_server.rules import Brain, Rule
@@ -88,11 +90,21 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.server.owner._serve(self, "POST")
 
-    def send(self, reply: WireReply) -> None:
+    def send(self, reply: WireReply, *, event_delay_s: float = 0.0) -> None:
         head = [f"HTTP/1.1 {reply.status} {self.responses.get(reply.status, ('',))[0]}",
                 f"Content-Type: {reply.content_type}", f"Content-Length: {len(reply.body)}"]
         head.extend(f"{name}: {value}" for name, value in reply.headers)
-        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply.body)
+        head_bytes = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        if event_delay_s <= 0 or not reply.content_type.startswith("text/event-stream"):
+            self.wfile.write(head_bytes + reply.body)
+            return
+        self.wfile.write(head_bytes)
+        self.wfile.flush()
+        for event in reply.body.split(b"\n\n"):
+            if event:
+                time.sleep(event_delay_s)
+                self.wfile.write(event + b"\n\n")
+                self.wfile.flush()
 
     def drop(self) -> None:
         self.close_connection = True
@@ -111,8 +123,17 @@ class FakeLLMServer:
         rules: user rules, tried before the built-in ones.
         cached_tokens: ``usage.prompt_tokens_details.cached_tokens`` of every answer.
         reasoning_tokens: ``usage.completion_tokens_details.reasoning_tokens``.
-        stream_usage: when False, streams never carry usage, whatever the request asks
-            (like servers that ignore ``stream_options``).
+        stream_usage: when False, OpenAI streams never carry usage, whatever the request
+            asks (like servers that ignore ``stream_options``).
+        cache_creation_tokens: Anthropic ``usage.cache_creation_input_tokens`` of every answer.
+        repeat_stream_tool_ids: OpenAI streamed tool-call chunks repeat the call's id and
+            name on every chunk (as llama.cpp and some gateways do).
+        response_formats: the OpenAI ``response_format`` types accepted; a request with
+            another type gets a 400 naming it (None accepts all).
+        accepted_models: model names served; a request naming another gets a 404 in the
+            wire format's error shape (None accepts any name).
+        stream_chunk_chars: streamed text arrives in deltas of this many characters
+            (about one token at 4; for benchmarks), instead of a handful of pieces.
         max_recorded_requests: how many recent requests ``requests`` keeps (None: all).
     """
 
@@ -126,13 +147,25 @@ class FakeLLMServer:
         cached_tokens: int = 0,
         reasoning_tokens: int = 0,
         stream_usage: bool = True,
+        cache_creation_tokens: int = 0,
+        repeat_stream_tool_ids: bool = False,
+        response_formats: Collection[str] | None = None,
+        accepted_models: Collection[str] | None = None,
+        stream_chunk_chars: int | None = None,
         max_recorded_requests: int | None = 10_000,
     ) -> None:
         self.host, self.port, self.model = host, port, model
         self.brain = Brain(rules or ())
         self.cached_tokens, self.reasoning_tokens = cached_tokens, reasoning_tokens
         self.stream_usage = stream_usage
-        self.wires: list[WireFormat] = [OpenAIWire()]
+        self.cache_creation_tokens = cache_creation_tokens
+        self.repeat_stream_tool_ids = repeat_stream_tool_ids
+        self.response_formats = None if response_formats is None else frozenset(response_formats)
+        self.accepted_models = None if accepted_models is None else frozenset(accepted_models)
+        if stream_chunk_chars is not None and stream_chunk_chars < 1:
+            raise InvalidArgumentError(f"stream_chunk_chars must be >= 1 or None, not {stream_chunk_chars!r}")
+        self.stream_chunk_chars = stream_chunk_chars
+        self.wires: list[WireFormat] = [OpenAIWire(), AnthropicWire()]
         self._faults = FaultQueue()
         self._requests: deque[RecordedRequest] = deque(maxlen=max_recorded_requests)
         self._lock = threading.Lock()
@@ -190,6 +223,11 @@ class FakeLLMServer:
         """The OpenAI-style API root ``http://host:port/v1``."""
         return self.url + "/v1"
 
+    @property
+    def anthropic_base_url(self) -> str:
+        """The Anthropic-style API root ``http://host:port`` (the SDK adds ``/v1/messages``)."""
+        return self.url
+
     # -- test controls -------------------------------------------------------------
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -245,7 +283,7 @@ class FakeLLMServer:
             self._sequence += 1
             sequence = self._sequence
             self._requests.append(recorded)
-        wire = self.wires[0]
+        wire = self._wire_for(path)
         try:
             header = handler.headers.get(FAULT_HEADER)
             fault = parse_fault_header(header) if header else self._faults.take()
@@ -261,7 +299,11 @@ class FakeLLMServer:
             message = fault.message or f"fake server: injected HTTP {fault.status} error"
             handler.send(wire.error(fault.status, message, retry_after_s=fault.retry_after_s))
             return
-        handler.send(self._dispatch(method, path, body, parsed, sequence, fault))
+        delay = fault.delay_s if fault is not None and fault.kind == "slow_stream" else 0.0
+        handler.send(self._dispatch(method, path, body, parsed, sequence, fault), event_delay_s=delay)
+
+    def _wire_for(self, path: str) -> WireFormat:
+        return next((w for w in self.wires if path in w.post_paths), self.wires[0])
 
     def _dispatch(self, method: str, path: str, body: bytes, parsed: Any, sequence: int,
                   fault: Fault | None) -> WireReply:
@@ -277,11 +319,17 @@ class FakeLLMServer:
                 continue
             if not isinstance(parsed, dict):
                 return wire.error(400, "fake server: the request body is not a JSON object")
+            model = parsed.get("model")
+            if self.accepted_models is not None and model not in self.accepted_models:
+                return wire.error(404, f"model {model!r} does not exist or you do not have access to it"
+                                       f" (this server serves {', '.join(sorted(self.accepted_models))})")
             call = WireCall(
                 path=path, body=body, json=parsed, brain=self.brain, model=self.model, sequence=sequence,
                 fault=fault if fault is not None and fault.kind in _REPLY_FAULTS else None,
                 cached_tokens=self.cached_tokens, reasoning_tokens=self.reasoning_tokens,
-                stream_usage=self.stream_usage,
+                stream_usage=self.stream_usage, cache_creation_tokens=self.cache_creation_tokens,
+                repeat_stream_tool_ids=self.repeat_stream_tool_ids, response_formats=self.response_formats,
+                stream_chunk_chars=self.stream_chunk_chars,
             )
             try:
                 return wire.handle(call)

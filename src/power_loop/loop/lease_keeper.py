@@ -1,0 +1,63 @@
+"""Keeps a running send's session lease alive through long LLM calls and tool runs.
+
+Every fenced append already renews the lease; the keeper covers the gaps. It is one
+timer handle per send (no task until it fires, every ``ttl/3``), so a short send costs
+nothing. Invariant: it never renews a lease the run has released, and ``stop()`` waits
+for a renewal in flight, so a lease let go stays let go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from power_loop.engine.context import RunContext
+from power_loop.store.leases import LeaseLostError
+
+logger = logging.getLogger(__name__)
+
+
+class LeaseKeeper:
+    def __init__(self, ctx: RunContext, *, interval_s: float) -> None:
+        self._ctx = ctx
+        self._interval_s = interval_s
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        if self._ctx.lease is not None:
+            self._handle = asyncio.get_running_loop().call_later(self._interval_s, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        if not self._stopped:
+            self._task = asyncio.ensure_future(self._renew())
+
+    async def _renew(self) -> None:
+        ctx = self._ctx
+        lease = ctx.lease
+        if lease is None or ctx.lease_released or self._stopped:
+            return
+        try:
+            ctx.lease = await ctx.store.renew_lease(lease)
+        except LeaseLostError:
+            # The next fenced append fails with LeaseLostError and nothing is written.
+            logger.warning("session %s: lease lost while the send was running", ctx.session_id)
+            return
+        except Exception:  # a transient store error: the next fenced append will tell
+            logger.warning("session %s: lease renewal failed", ctx.session_id, exc_info=True)
+        if not self._stopped:
+            self._handle = asyncio.get_running_loop().call_later(self._interval_s, self._fire)
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            try:
+                await task
+            except Exception:  # already logged in _renew
+                pass
