@@ -40,7 +40,7 @@ async def main() -> None:
             print(f"structured={result.structured} error={result.structured_error}")
             # a per-send schema overrides the config's for that send only
             city = {"name": "city", "schema": {"type": "object", "properties": {"city": {"type": "string"}},
-                                               "required": ["city"]}}
+                                               "required": ["city"], "additionalProperties": False}}
             only_city = await loop.send("Where does Bo live? city=Paris", session_id=sid, output_schema=city)
             print(f"per-send schema: {only_city.structured}")
 

@@ -25,11 +25,11 @@ def has_real_provider() -> bool:
     return bool(os.environ.get("POWER_LOOP_API_KEY") or os.environ.get("OPENAI_COMPAT_API_KEY"))
 
 
-def fake_llm(server: FakeLLMServer, provider: str = "openai", **config: object) -> LLMService:
+def fake_llm(server: FakeLLMServer, provider: str = "openai") -> LLMService:
     """A transport for ``provider`` talking to ``server``."""
     base_url = server.base_url if provider == "openai" else server.anthropic_base_url
     return create_llm_service_from_config(LLMProviderConfig(
-        base_url=base_url, api_key="fake-key", model="fake-model", provider=provider, **config))  # type: ignore[arg-type]
+        base_url=base_url, api_key="fake-key", model="fake-model", provider=provider))
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from provider_support import PROVIDERS, loop_over, registry
 
 from power_loop import (
     AgentEvent,
@@ -23,8 +24,6 @@ from power_loop import (
     StatefulAgentLoop,
 )
 from power_loop.testing import FakeLLMServer, Fault, Rule
-
-from provider_support import PROVIDERS, loop_over, registry
 
 pytestmark = pytest.mark.parametrize("provider", PROVIDERS)
 PROMPT_S = 0.5

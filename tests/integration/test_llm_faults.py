@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from provider_support import FAST_RETRY, PROVIDERS, Recorder, llm_config, loop_over, registry
 
 from power_loop import (
     AgentEventBus,
@@ -20,8 +21,6 @@ from power_loop import (
 )
 from power_loop.llm.contract import LLMRequest
 from power_loop.testing import FakeLLMServer, Fault, Rule
-
-from provider_support import FAST_RETRY, PROVIDERS, Recorder, llm_config, loop_over, registry
 
 pytestmark = pytest.mark.parametrize("provider", PROVIDERS)
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from provider_support import FAST_RETRY, PERSON, PROVIDERS, Recorder, loop_over, registry
 
 from power_loop import (
     AgentEventBus,
@@ -18,9 +19,7 @@ from power_loop import (
     user_message,
 )
 from power_loop.contracts.errors import InvalidArgumentError
-from power_loop.testing import FakeLLMServer, Rule
-
-from provider_support import PERSON, PROVIDERS, Recorder, loop_over, registry
+from power_loop.testing import FakeLLMServer, Fault, Rule
 
 pytestmark = pytest.mark.parametrize("provider", PROVIDERS)
 
@@ -149,3 +148,18 @@ async def test_an_image_reaches_the_provider(fake_server: FakeLLMServer, tmp_pat
         assert sent[1] == stored["content"][1]
     else:
         assert sent[1]["type"] == "image" and sent[1]["source"]["media_type"] == "image/png"
+
+
+async def test_a_retried_stream_completes_with_the_last_attempts_text(
+    fake_server: FakeLLMServer, tmp_path: Path, provider: str
+) -> None:
+    fake_server.inject_fault(Fault("truncated_stream"))
+    bus = AgentEventBus()
+    recorder = Recorder(bus)
+    async with loop_over(fake_server, provider, tmp_path, bus=bus,
+                         config=AgentLoopConfig(retry_policy=FAST_RETRY)) as loop:
+        sid = await loop.new_session()
+        result = await loop.send("a sentence long enough to be cut in the middle", sid)
+    (completed,) = recorder.of(AgentEventType.STREAM_COMPLETED)
+    assert result.status == "completed" and completed.payload["text"] == result.final_text
+    assert len(recorder.of(AgentEventType.LLM_RETRY_ATTEMPTED)) == 1

@@ -15,6 +15,7 @@ from typing import Any
 
 from power_loop.contracts.errors import CancellationRequested, LLMProviderError, LLMRetryExhausted, LLMTimeout
 from power_loop.contracts.events import (
+    AgentEvent,
     AgentEventType,
     LLMCallCompletedPayload,
     LLMCallStartedPayload,
@@ -40,9 +41,14 @@ class LLMCallOutcome:
 
 
 class _StreamRelay:
-    """Turns transport callbacks into stream events for one call."""
+    """Turns transport callbacks into stream events for one call.
 
-    __slots__ = ("ctx", "round_index", "started", "stream_id", "texts")
+    ``on_text`` runs once per streamed token: it builds the delta event only when the
+    bus has a subscriber for it (checked once per call). ``stream_completed`` carries the
+    text of the last attempt only (``reset`` runs before each attempt).
+    """
+
+    __slots__ = ("ctx", "publish_deltas", "round_index", "started", "stream_id", "texts")
 
     def __init__(self, ctx: RunContext, round_index: int) -> None:
         self.ctx = ctx
@@ -50,6 +56,10 @@ class _StreamRelay:
         self.stream_id = f"{ctx.session_id}:{ctx.send_index or 0}:{round_index}"
         self.started = False
         self.texts: list[str] = []
+        self.publish_deltas = ctx.bus.wants(AgentEventType.STREAM_DELTA)
+
+    def reset(self) -> None:
+        self.texts = []
 
     def _start(self) -> None:
         if not self.started:
@@ -58,10 +68,14 @@ class _StreamRelay:
                           round_index=self.round_index, stream_id=self.stream_id)
 
     def on_text(self, text: str) -> None:
-        self._start()
+        if not self.started:
+            self._start()
         self.texts.append(text)
-        self.ctx.emit(AgentEventType.STREAM_DELTA, StreamDeltaPayload(stream_id=self.stream_id, text=text),
-                      round_index=self.round_index, stream_id=self.stream_id)
+        if self.publish_deltas:
+            stream_id = self.stream_id
+            self.ctx.bus.publish(AgentEvent(
+                AgentEventType.STREAM_DELTA, data=StreamDeltaPayload(stream_id=stream_id, text=text),
+                session_id=self.ctx.session_id, round_index=self.round_index, stream_id=stream_id))
 
     def on_think(self, text: str) -> None:
         self._start()
@@ -89,6 +103,8 @@ async def call_llm(ctx: RunContext, request: LLMRequest, *, round_index: int) ->
     async def attempt() -> LLMResponse:
         nonlocal attempts
         attempts += 1
+        if relay is not None:
+            relay.reset()
         call_id = f"r{round_index}.a{attempts}"
         if wants_calls:
             ctx.emit(AgentEventType.LLM_CALL_STARTED,

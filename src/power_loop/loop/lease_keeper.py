@@ -9,6 +9,7 @@ for a renewal in flight, so a lease let go stays let go.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from power_loop.engine.context import RunContext
@@ -57,7 +58,5 @@ class LeaseKeeper:
             self._handle = None
         task, self._task = self._task, None
         if task is not None and not task.done():
-            try:
+            with contextlib.suppress(Exception):  # already logged in _renew
                 await task
-            except Exception:  # already logged in _renew
-                pass

@@ -8,14 +8,14 @@ from typing import Any
 
 import anthropic
 import pytest
+from llm_support import ADD, PERSON_FORMAT, READ_FILE, config, prompt
 
-from power_loop.contracts.errors import LLMProviderError
+from power_loop.contracts.errors import LLMProviderError, MissingExtraError
+from power_loop.llm.config import LLMProviderConfig, create_llm_service_from_config
 from power_loop.llm.contract import LLMRequest, LLMService
 from power_loop.llm.retry import LLMRetryPolicy, with_retry
 from power_loop.llm.transports.anthropic import AnthropicLLMService
 from power_loop.testing import FakeLLMServer, Fault, Rule
-
-from llm_support import ADD, PERSON_FORMAT, READ_FILE, config, prompt
 
 
 @pytest.fixture
@@ -345,3 +345,21 @@ async def test_wire_body_is_byte_identical_to_sdk_create(fake_server: FakeLLMSer
     assert ours.body == sdk.body
     for header in ("x-api-key", "authorization", "anthropic-version", "content-type"):
         assert ours.headers.get(header) == sdk.headers.get(header)
+
+
+def test_chosen_by_provider_name_or_environment(fake_server: FakeLLMServer) -> None:
+    env = {"POWER_LOOP_PROVIDER": "claude", "POWER_LOOP_BASE_URL": fake_server.anthropic_base_url,
+           "POWER_LOOP_API_KEY": "k", "POWER_LOOP_MODEL": "claude-x", "POWER_LOOP_MAX_RETRIES": "5"}
+    service = create_llm_service_from_config(LLMProviderConfig.from_env(env=env))
+    assert isinstance(service, AnthropicLLMService) and service.retry_policy.max_attempts == 6
+    assert "k" not in repr(service)
+
+
+def test_without_the_sdk_the_extra_is_named(monkeypatch: pytest.MonkeyPatch, fake_server: FakeLLMServer) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "anthropic" else real(name, *a))
+    with pytest.raises(MissingExtraError, match=r"power-loop\[anthropic\]") as info:
+        AnthropicLLMService(config(fake_server, "anthropic"))
+    assert info.value.extra == "anthropic"

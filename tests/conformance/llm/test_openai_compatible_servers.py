@@ -6,13 +6,12 @@ import json
 from typing import Any
 
 import pytest
+from llm_support import ADD, PERSON_FORMAT, READ_FILE, collect, config, essentials, prompt
 
 from power_loop.contracts.errors import LLMProviderError
 from power_loop.llm.contract import LLMRequest
 from power_loop.llm.transports.openai import OpenAICompatLLMService
-from power_loop.testing import FakeLLMServer, Rule
-
-from llm_support import ADD, PERSON_FORMAT, READ_FILE, collect, config, essentials, prompt
+from power_loop.testing import FakeLLMServer, Fault, Rule
 
 
 def openai_service(server: FakeLLMServer, **kwargs: Any) -> OpenAICompatLLMService:
@@ -85,6 +84,17 @@ async def test_other_400s_are_not_mistaken_for_a_refused_response_format() -> No
         await llm.close()
     assert (info.value.status_code, info.value.retryable) == (404, False)
     assert llm.response_format_mode == "json_schema" and len(server.requests) == 1
+
+
+async def test_an_invalid_schema_is_reported_not_downgraded(fake_server: FakeLLMServer) -> None:
+    fake_server.inject_fault(Fault("http_error", status=400, message="Invalid schema for response_format 'person':"
+                                   " 'additionalProperties' is required to be supplied and to be false"))
+    llm = openai_service(fake_server)
+    with pytest.raises(LLMProviderError, match="additionalProperties") as info:
+        await llm.complete(prompt("hi", response_format=PERSON_FORMAT))
+    await llm.close()
+    assert info.value.status_code == 400 and llm.response_format_mode == "json_schema"
+    assert len(fake_server.requests) == 1
 
 
 @pytest.mark.parametrize(("choice", "wire"), [

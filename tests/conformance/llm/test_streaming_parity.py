@@ -7,11 +7,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from llm_support import ADD, PERSON_FORMAT, PROVIDERS, READ_FILE, collect, essentials, prompt, service
 
 from power_loop.llm.contract import LLMRequest, LLMService
 from power_loop.testing import FakeLLMServer, Rule
-
-from llm_support import ADD, PERSON_FORMAT, PROVIDERS, READ_FILE, collect, essentials, prompt, service
 
 
 @pytest.fixture(params=PROVIDERS)

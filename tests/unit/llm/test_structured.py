@@ -101,7 +101,7 @@ def test_coerce_accepts_specs_and_dicts_only() -> None:
     spec = StructuredOutputSpec(name="p", schema=SCHEMA)
     assert StructuredOutputSpec.coerce(spec) is spec
     assert StructuredOutputSpec.coerce({"name": "p", "schema": SCHEMA}) == spec
-    with pytest.raises(InvalidArgumentError, match="unknown key 'colour'.*missing key 'schema'"):
+    with pytest.raises(InvalidArgumentError, match=r"unknown key 'colour'.*missing key 'schema'"):
         StructuredOutputSpec.coerce({"name": "p", "colour": "red"})
     with pytest.raises(InvalidArgumentError, match="got list"):
         StructuredOutputSpec.coerce([1])  # type: ignore[arg-type]

@@ -168,22 +168,27 @@ def test_unknown_models_are_rejected_in_each_wire_shape() -> None:
             with pytest.raises(anthropic.NotFoundError, match="'fake-model' does not exist"):
                 ask(client, [user("hi")])
             assert client.messages.create(model="claude-real", max_tokens=5, messages=[user("hi")]).content
-        with openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as oa:
-            with pytest.raises(openai.NotFoundError):
-                oa.chat.completions.create(model="gpt-x", messages=[user("hi")])  # type: ignore[list-item]
+        with (
+            openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as oa,
+            pytest.raises(openai.NotFoundError),
+        ):
+            oa.chat.completions.create(model="gpt-x", messages=[user("hi")])  # type: ignore[list-item]
 
 
 def test_openai_wire_options_for_compatible_servers() -> None:
     tool = {"type": "function", "function": {"name": "add", "parameters": ADD["input_schema"]}}
-    with FakeLLMServer(repeat_stream_tool_ids=True, response_formats={"text"}) as server:
-        with openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as oa:
-            chunks = list(oa.chat.completions.create(model="m", messages=[user("call add a=12345 b=67890")],  # type: ignore[list-item]
-                                                     tools=[tool], stream=True))  # type: ignore[list-item]
-            calls = [c for ch in chunks if ch.choices for c in ch.choices[0].delta.tool_calls or ()]
-            assert len(calls) > 2 and all(c.id == "call_1" and c.function.name == "add" for c in calls)
-            with pytest.raises(openai.BadRequestError, match="json_object"):
-                oa.chat.completions.create(model="m", messages=[user("hi")],  # type: ignore[list-item]
-                                           response_format={"type": "json_object"})
+    with (
+        FakeLLMServer(repeat_stream_tool_ids=True, response_formats={"text"}) as server,
+        openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as oa,
+    ):
+        messages: Any = [user("call add a=12345 b=67890")]
+        chunks = list(oa.chat.completions.create(model="m", messages=messages, tools=[tool],  # type: ignore[list-item]
+                                                 stream=True))
+        calls = [c for ch in chunks if ch.choices for c in ch.choices[0].delta.tool_calls or ()]
+        assert len(calls) > 2 and all(c.id == "call_1" and c.function.name == "add" for c in calls)
+        with pytest.raises(openai.BadRequestError, match="json_object"):
+            oa.chat.completions.create(model="m", messages=[user("hi")],  # type: ignore[list-item]
+                                       response_format={"type": "json_object"})
     schema = {"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON["input_schema"]}}
     with FakeLLMServer() as server, openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as oa:
         reply = oa.chat.completions.create(model="m", messages=[user("name=Cy age=9")],  # type: ignore[list-item]

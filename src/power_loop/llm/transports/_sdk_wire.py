@@ -68,3 +68,50 @@ def status_error(client: Any, response_cls: Any, response: LeanResponse, url: st
         return LLMProviderError(f"HTTP {response.status_code}: {response.content[:500]!r}",
                                 provider="unknown", status_code=response.status_code,
                                 retryable=response.status_code in (408, 409, 429) or response.status_code >= 500)
+
+
+class FragmentEncoder:
+    """Encodes request bodies whose ``messages`` list is an append-only history.
+
+    Each history message is serialised once and its bytes kept (keyed by the message
+    object, which the caller promises not to mutate: ``LLMRequest.history_wire_safe``);
+    a body is then its other fields encoded as usual with the message fragments spliced
+    in. Compact JSON encodes a list as its items joined by ``,``, so the bytes are exactly
+    those of encoding the whole body — only the per-call cost no longer grows with the
+    history. The cache is bounded; evicted messages are simply encoded again.
+    """
+
+    __slots__ = ("_bytes", "_cache", "_limit")
+
+    def __init__(self, *, limit_bytes: int = 64 << 20) -> None:
+        self._cache: dict[int, tuple[Any, bytes]] = {}
+        self._bytes = 0
+        self._limit = limit_bytes
+
+    def encode(self, body: dict[str, Any], head: list[Any], history: list[Any]) -> bytes:
+        """``_compact(body)`` where ``body["messages"] == head + history``."""
+        cache = self._cache
+        parts = [_compact(m) for m in head]
+        for message in history:
+            hit = cache.get(id(message))
+            if hit is not None and hit[0] is message:
+                parts.append(hit[1])
+                continue
+            encoded = _compact(message)
+            if self._bytes > self._limit:
+                cache.clear()
+                self._bytes = 0
+            cache[id(message)] = (message, encoded)
+            self._bytes += len(encoded)
+            parts.append(encoded)
+        skeleton = _compact({**body, "messages": []})
+        marker = b'"messages":[]'
+        at = skeleton.find(marker)
+        if at < 0:  # cannot happen for a dict with a "messages" key; stay correct anyway
+            return _compact({**body, "messages": [*head, *history]})
+        return b"".join((skeleton[:at], b'"messages":[', b",".join(parts), b"]", skeleton[at + len(marker):]))
+
+
+def fragments_apply(dumps: Dumps | None) -> bool:
+    """Whether the learnt serializer is the compact one fragments reproduce."""
+    return dumps is _compact

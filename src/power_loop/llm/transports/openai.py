@@ -61,7 +61,7 @@ from power_loop.llm.transports._openai_response import (
     parse_message,
     usage_from,
 )
-from power_loop.llm.transports._sdk_wire import learn_wire_format, status_error
+from power_loop.llm.transports._sdk_wire import FragmentEncoder, fragments_apply, learn_wire_format, status_error
 
 __all__ = ["OpenAICompatLLMService"]
 
@@ -186,6 +186,7 @@ class OpenAICompatLLMService:
         self._lean: LeanHTTPClient | None = None
         self._lean_headers: dict[str, str] = {}
         self._dumps: Callable[[Any], bytes] | None = None
+        self._fragments: FragmentEncoder | None = None
 
     # -- the SDK client -------------------------------------------------------------
     async def _get_client(self) -> Any:
@@ -218,6 +219,7 @@ class OpenAICompatLLMService:
         if learnt is None:
             return
         self._dumps, self._lean_headers = learnt
+        self._fragments = FragmentEncoder() if fragments_apply(self._dumps) else None
         self._lean = LeanHTTPClient(base_url, timeout_s=self.config.timeout_s)
 
     async def close(self) -> None:
@@ -279,12 +281,23 @@ class OpenAICompatLLMService:
             logger.debug("openai request: model=%s messages=%d tools=%d stream=%s", body.get("model"),
                          len(body.get("messages") or ()), len(body.get("tools") or ()), stream)
         if self._lean is not None and self._dumps is not None:
-            return await self._post_lean(client, self._dumps(body), stream=stream)
+            return await self._post_lean(client, self._encode(request, body), stream=stream)
         try:
             return await client.post("/chat/completions", body=body, cast_to=self._response_cls,
                                      options=self._options, stream=stream)
         except self._openai.OpenAIError as exc:
             raise self._translate(exc) from exc
+
+    def _encode(self, request: LLMRequest, body: JSONObject) -> bytes:
+        """The body's bytes; a long append-only history is encoded once per message, not per call."""
+        assert self._dumps is not None
+        messages = body.get("messages")
+        if (self._fragments is not None and request.history_wire_safe and not request.extra
+                and isinstance(messages, list) and len(messages) >= len(request.messages) > 8
+                and messages[-1] is request.messages[-1]):
+            split = len(messages) - len(request.messages)
+            return self._fragments.encode(body, messages[:split], request.messages)
+        return self._dumps(body)
 
     async def _post_lean(self, client: Any, body: bytes, *, stream: bool) -> Any:
         assert self._lean is not None
@@ -345,6 +358,8 @@ class OpenAICompatLLMService:
         if self.response_format_mode == _RESPONSE_FORMAT_MODES[-1]:
             return False
         text = str(exc).lower()
+        if "invalid schema" in text:  # the feature works; this schema is wrong (e.g. for strict mode)
+            return False
         return "response_format" in text or "json_schema" in text or "json_object" in text
 
     def _translate(self, exc: BaseException) -> LLMProviderError:
