@@ -145,8 +145,6 @@ async def _retry_call(
     deadline = None if policy.total_timeout is None else started + policy.total_timeout
     attempts = 0
     last_error: BaseException | None = None
-    import tenacity  # lazy: keeps `import power_loop` fast (and costs nothing on success)
-
     def timeout_error(detail: str) -> LLMTimeout:
         elapsed = loop.time() - started
         error = LLMTimeout(
@@ -169,6 +167,8 @@ async def _retry_call(
         raise
     except Exception as exc:
         first_error = exc
+
+    import tenacity  # only after a failure: imports cost nothing on the happy path
 
     async def one_attempt() -> T:
         nonlocal attempts, first_error

@@ -40,8 +40,17 @@ def test_fragments_equal_plain_encoding_across_growing_calls(
 
 
 def test_a_bounded_cache_still_encodes_exactly() -> None:
-    encoder = FragmentEncoder(limit_bytes=50)
+    encoder = FragmentEncoder(max_entries=1, limit_bytes=50)
     history = [{"role": "user", "content": f"message {i} ünïcode"} for i in range(40)]
     body = {"model": "m", "messages": history, "stream": True}
     for _ in range(3):
         assert encoder.encode(body, [], history) == plain(body)
+
+
+def test_a_history_replaced_in_the_middle_is_not_served_from_the_cache() -> None:
+    encoder = FragmentEncoder()
+    first = {"role": "user", "content": "a"}
+    history = [first, {"role": "assistant", "content": "b"}]
+    encoder.encode({"messages": history}, [], history)
+    other = [first, {"role": "assistant", "content": "different"}, {"role": "user", "content": "c"}]
+    assert encoder.encode({"messages": other}, [], other) == plain({"messages": other})

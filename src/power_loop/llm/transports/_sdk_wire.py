@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -73,43 +74,60 @@ def status_error(client: Any, response_cls: Any, response: LeanResponse, url: st
 class FragmentEncoder:
     """Encodes request bodies whose ``messages`` list is an append-only history.
 
-    Each history message is serialised once and its bytes kept (keyed by the message
-    object, which the caller promises not to mutate: ``LLMRequest.history_wire_safe``);
-    a body is then its other fields encoded as usual with the message fragments spliced
-    in. Compact JSON encodes a list as its items joined by ``,``, so the bytes are exactly
-    those of encoding the whole body — only the per-call cost no longer grows with the
-    history. The cache is bounded; evicted messages are simply encoded again.
+    Per history (recognised by the identity of its first message) it keeps the encoded
+    bytes of the messages seen so far, joined; the next call encodes only the messages
+    appended since and splices the prefix in. A cold history is encoded in one bulk
+    call. The caller promises that history messages are never mutated or reordered
+    (``LLMRequest.history_wire_safe``); the first and last cached messages are checked
+    by identity. Compact JSON encodes a list as its items joined by ``,``, so the bytes
+    are exactly those of encoding the whole body — only the per-call cost no longer grows
+    with the history beyond a copy. Entries are bounded in number and bytes.
     """
 
-    __slots__ = ("_bytes", "_cache", "_limit")
+    __slots__ = ("_entries", "_limit_bytes", "_max_entries")
 
-    def __init__(self, *, limit_bytes: int = 64 << 20) -> None:
-        self._cache: dict[int, tuple[Any, bytes]] = {}
-        self._bytes = 0
-        self._limit = limit_bytes
+    def __init__(self, *, max_entries: int = 512, limit_bytes: int = 256 << 20) -> None:
+        # id(first message) -> (first message, last message, count, joined encoded bytes)
+        self._entries: OrderedDict[int, tuple[Any, Any, int, bytes]] = OrderedDict()
+        self._max_entries = max_entries
+        self._limit_bytes = limit_bytes
 
     def encode(self, body: dict[str, Any], head: list[Any], history: list[Any]) -> bytes:
         """``_compact(body)`` where ``body["messages"] == head + history``."""
-        cache = self._cache
+        joined = self._history_bytes(history)
         parts = [_compact(m) for m in head]
-        for message in history:
-            hit = cache.get(id(message))
-            if hit is not None and hit[0] is message:
-                parts.append(hit[1])
-                continue
-            encoded = _compact(message)
-            if self._bytes > self._limit:
-                cache.clear()
-                self._bytes = 0
-            cache[id(message)] = (message, encoded)
-            self._bytes += len(encoded)
-            parts.append(encoded)
+        if history:
+            parts.append(joined)
         skeleton = _compact({**body, "messages": []})
         marker = b'"messages":[]'
         at = skeleton.find(marker)
         if at < 0:  # cannot happen for a dict with a "messages" key; stay correct anyway
             return _compact({**body, "messages": [*head, *history]})
         return b"".join((skeleton[:at], b'"messages":[', b",".join(parts), b"]", skeleton[at + len(marker):]))
+
+    def _history_bytes(self, history: list[Any]) -> bytes:
+        if not history:
+            return b""
+        key = id(history[0])
+        entry = self._entries.get(key)
+        n = len(history)
+        if entry is not None and entry[0] is history[0] and entry[2] <= n and history[entry[2] - 1] is entry[1]:
+            known = entry[2]
+            joined = entry[3] if known == n else b",".join((entry[3], *map(_compact, history[known:])))
+            self._entries.move_to_end(key)
+        else:
+            joined = _compact(history)[1:-1]  # one bulk call: the list's items, joined by ","
+        self._entries[key] = (history[0], history[-1], n, joined)
+        self._trim()
+        return joined
+
+    def _trim(self) -> None:
+        entries = self._entries
+        while len(entries) > self._max_entries:
+            entries.popitem(last=False)
+        if sum(len(e[3]) for e in entries.values()) > self._limit_bytes:
+            while len(entries) > 1:
+                entries.popitem(last=False)
 
 
 def fragments_apply(dumps: Dumps | None) -> bool:
