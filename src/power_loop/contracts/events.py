@@ -343,7 +343,7 @@ class AgentEvent:
         {'message': 'hi'}
     """
 
-    __slots__ = ("_payload", "data", "mono", "round_index", "seq", "session_id", "source", "stream_id",
+    __slots__ = ("_data", "_payload", "mono", "round_index", "seq", "session_id", "source", "stream_id",
                  "ts", "type")
 
     def __init__(
@@ -360,19 +360,20 @@ class AgentEvent:
         seq: int | None = None,
         mono: float | None = None,
     ) -> None:
-        try:
-            self.type = AgentEventType(type)
-        except ValueError:
-            raise InvalidArgumentError(f"unknown event type {type!r}") from None
-        if data is None:
-            if payload is not None:
-                data = _data_from_payload(self.type, payload)
-        else:
-            expected = PAYLOAD_TYPES.get(self.type)
-            if expected is not None and not isinstance(data, expected):
+        # Hot path (one event per streamed token): no coercion of an AgentEventType, and the
+        # typed ``data`` of a payload-only event is built on first access, not here.
+        if type.__class__ is not AgentEventType:
+            try:
+                type = AgentEventType(type)
+            except ValueError:
+                raise InvalidArgumentError(f"unknown event type {type!r}") from None
+        self.type = type
+        if data is not None:
+            expected = PAYLOAD_TYPES.get(type)
+            if expected is not None and data.__class__ is not expected and not isinstance(data, expected):
                 raise InvalidArgumentError(
-                    f"a {self.type.value} event carries {expected.__name__}, not {data.__class__.__name__}")
-        self.data = data
+                    f"a {type.value} event carries {expected.__name__}, not {data.__class__.__name__}")
+        self._data = data
         self._payload = payload
         self.session_id = session_id
         self.round_index = round_index
@@ -383,9 +384,18 @@ class AgentEvent:
         self.mono = time.monotonic() if mono is None else mono
 
     @property
+    def data(self) -> BaseEventPayload | None:
+        """The typed payload (built from the ``payload`` dict on first access when needed)."""
+        if self._data is None and self._payload is not None:
+            self._data = _data_from_payload(self.type, self._payload)
+        return self._data
+
+    @property
     def payload(self) -> JSONObject:
         if self._payload is None:
-            self._payload = self.data.to_dict() if self.data is not None else {}
+            if self._data is None:
+                return {}  # an event with neither payload nor data (not cached: data stays None)
+            self._payload = self._data.to_dict()
         return self._payload
 
     def to_dict(self) -> JSONObject:

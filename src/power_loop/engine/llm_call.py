@@ -21,7 +21,6 @@ from power_loop.contracts.events import (
     LLMCallStartedPayload,
     LLMRetryAttemptedPayload,
     StreamCompletedPayload,
-    StreamDeltaPayload,
     StreamStartedPayload,
     StreamThinkDeltaPayload,
     UsageUpdatedPayload,
@@ -38,6 +37,9 @@ class LLMCallOutcome:
     cancelled: bool = False
     degraded_reason: str | None = None
     error: BaseException | None = None
+
+
+_STREAM_DELTA = AgentEventType.STREAM_DELTA
 
 
 class _StreamRelay:
@@ -73,8 +75,9 @@ class _StreamRelay:
         self.texts.append(text)
         if self.publish_deltas:
             stream_id = self.stream_id
+            # a payload dict (every StreamDeltaPayload field): the typed data is built lazily
             self.ctx.bus.publish(AgentEvent(
-                AgentEventType.STREAM_DELTA, data=StreamDeltaPayload(stream_id=stream_id, text=text),
+                _STREAM_DELTA, {"stream_id": stream_id, "text": text, "is_think": False},
                 session_id=self.ctx.session_id, round_index=self.round_index, stream_id=stream_id))
 
     def on_think(self, text: str) -> None:

@@ -128,11 +128,13 @@ async def test_file_pragmas(tmp_path: Path) -> None:
         async with db.transaction() as tx:
             pass
         rows = {}
-        for pragma in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys", "auto_vacuum"):
+        for pragma in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys", "auto_vacuum",
+                       "wal_autocheckpoint"):
             async with db.transaction() as tx:
                 rows[pragma] = (await tx.fetchone(f"PRAGMA {pragma}") or (None,))[0]
-        assert rows == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 10000, "foreign_keys": 0,
-                        "auto_vacuum": 2}
+        # busy_timeout 0: inline writes never wait; the writer thread retries BEGIN itself
+        assert rows == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 0, "foreign_keys": 0,
+                        "auto_vacuum": 2, "wal_autocheckpoint": 0}
     finally:
         await db.close()
 
@@ -199,3 +201,38 @@ async def test_calls_waiting_while_closing_fail_cleanly(db: SQLiteDatabase) -> N
     await asyncio.wait_for(closing, 5)
     with pytest.raises(StoreError, match="closed"):
         await asyncio.wait_for(waiting_write, 5)
+
+
+async def test_a_write_meeting_another_connections_lock_waits_on_the_writer_thread(tmp_path: Path) -> None:
+    import threading
+
+    path = str(tmp_path / "locked.db")
+    db = await SQLiteDatabase.open(path)
+    try:
+        await db.write([Stmt("CREATE TABLE t (x INTEGER)")])
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+        threading.Timer(0.3, lambda: other.execute("COMMIT")).start()
+        counts = await db.write([Stmt("INSERT INTO t VALUES (1)")])
+        assert counts == [1]
+        assert await db.fetchall("SELECT x FROM t") == [(1,)]
+        other.close()
+    finally:
+        await db.close()
+
+
+async def test_a_lock_held_past_busy_timeout_fails_cleanly(tmp_path: Path) -> None:
+    path = str(tmp_path / "stuck.db")
+    db = await SQLiteDatabase.open(path, busy_timeout_ms=200)
+    try:
+        await db.write([Stmt("CREATE TABLE t (x INTEGER)")])
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError):
+            await db.write([Stmt("INSERT INTO t VALUES (1)")])
+        other.execute("ROLLBACK")
+        other.close()
+        assert await db.fetchall("SELECT x FROM t") == []
+        assert await db.write([Stmt("INSERT INTO t VALUES (2)")]) == [1]  # usable afterwards
+    finally:
+        await db.close()
