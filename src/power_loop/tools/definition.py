@@ -245,15 +245,15 @@ class RegisteredTool:
     async def call_async(self, args: Mapping[str, Any]) -> Any:  # Any: the handler's return value
         """Await an async handler, or run a sync one in a worker thread with this context.
 
-        A sync handler runs via ``asyncio.to_thread``, which copies the caller's
+        A sync handler runs on the tool worker pool, in a copy of the caller's
         ``contextvars``; if it returns an awaitable, that is awaited here.
         """
-        import asyncio
+        from power_loop.tools.worker_pool import TOOL_WORKERS
 
         kwargs = self._kwargs(args)
         if self.is_async:
             return await self.handler(**kwargs)
-        result = await asyncio.to_thread(self.handler, **kwargs)
+        result = await TOOL_WORKERS.run(self.handler, **kwargs)
         if inspect.isawaitable(result):
             result = await result
         return result
