@@ -108,8 +108,6 @@ from power_loop.llm.config import (
     create_llm_service_from_env,
 )
 from power_loop.llm.contract import LLMRequest, LLMResponse, LLMService, LLMStreamChunk, LLMTokenUsage
-from power_loop.llm.echo import EchoLLMService
-from power_loop.llm.multimodal import image_part, pdf_file_part, pdf_part, user_message
 from power_loop.llm.retry import LLMRetryPolicy, RetryingLLMService, with_retry
 from power_loop.llm.structured import StructuredOutputSpec, parse_structured
 from power_loop.loop.stateful import StatefulAgentLoop
@@ -127,9 +125,29 @@ from power_loop.store.rows import (
 from power_loop.store.session_store import SessionStore
 from power_loop.tools.definition import RegisteredTool, ToolDefinition, tool
 from power_loop.tools.registry import ToolRegistry
-from power_loop.tools.schema import function_schema
 
 __version__ = "0.1.0"
+
+# Names whose modules load on first use (PEP 562): they stay in __all__ and importable.
+_LAZY = {
+    "EchoLLMService": "power_loop.llm.echo",
+    "image_part": "power_loop.llm.multimodal",
+    "pdf_file_part": "power_loop.llm.multimodal",
+    "pdf_part": "power_loop.llm.multimodal",
+    "user_message": "power_loop.llm.multimodal",
+    "function_schema": "power_loop.tools.schema",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'power_loop' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 _logging.getLogger("power_loop").addHandler(_logging.NullHandler())
 

@@ -1,7 +1,10 @@
 """Typed events: ``AgentEventType``, one payload dataclass per type, and ``AgentEvent``.
 
-Invariants: every event gets a process-wide, strictly increasing ``seq``, a wall-clock
-``ts`` and a monotonic ``mono`` at creation; ``payload == data.to_dict()``; equality
+Payloads are plain slotted dataclasses (not frozen: defining ~30 frozen classes costs
+noticeable import time, and building one per streamed token is the hot path); treat
+them as read-only — every subscriber sees the same object. Invariants: every event gets
+a process-wide, strictly increasing ``seq``, a wall-clock ``ts`` and a monotonic
+``mono`` at creation; ``payload == data.to_dict()``; equality
 ignores the three stamps. Payload dicts are built lazily so events nobody reads cost
 little (stream deltas are created per token).
 """
@@ -53,7 +56,7 @@ class AgentEventType(str, Enum):
     SUBAGENT_COMPLETED = "subagent_completed"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class BaseEventPayload:
     """Base of every payload; ``to_dict`` is a shallow field copy."""
 
@@ -76,40 +79,40 @@ PAYLOAD_TYPES: dict[AgentEventType, type[BaseEventPayload]] = {}
 
 
 @_payload(AgentEventType.SESSION_STARTED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class SessionStartedPayload(BaseEventPayload):
     scope: str = "send"
 
 
 @_payload(AgentEventType.SESSION_ENDED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class SessionEndedPayload(BaseEventPayload):
     reason: str = ""
     status: str | None = None
 
 
 @_payload(AgentEventType.ROUND_STARTED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class RoundStartedPayload(BaseEventPayload):
     round_index: int = 0
     has_tools: bool = False
 
 
 @_payload(AgentEventType.ROUND_COMPLETED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class RoundCompletedPayload(BaseEventPayload):
     round_index: int = 0
     has_tools: bool = False
 
 
 @_payload(AgentEventType.ROUND_TOOLS_PRESENT)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class RoundToolsPresentPayload(BaseEventPayload):
     has_tools: bool = True
 
 
 @_payload(AgentEventType.LLM_CALL_STARTED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class LLMCallStartedPayload(BaseEventPayload):
     call_id: str = ""
     attempt: int = 1
@@ -117,7 +120,7 @@ class LLMCallStartedPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.LLM_CALL_COMPLETED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class LLMCallCompletedPayload(BaseEventPayload):
     call_id: str = ""
     attempt: int = 1
@@ -131,7 +134,7 @@ class LLMCallCompletedPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.LLM_RETRY_ATTEMPTED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class LLMRetryAttemptedPayload(BaseEventPayload):
     attempt: int = 1
     max_attempts: int = 1
@@ -141,7 +144,7 @@ class LLMRetryAttemptedPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.LLM_DEGRADED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class LLMDegradedPayload(BaseEventPayload):
     reason: str = "provider_error"
     attempts: int = 1
@@ -150,33 +153,33 @@ class LLMDegradedPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.LOOP_CANCELLED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class LoopCancelledPayload(BaseEventPayload):
     reason: str = "cancelled"
 
 
 @_payload(AgentEventType.MEMORY_RECALLED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class MemoryRecalledPayload(BaseEventPayload):
     returned: int = 0
     injected: int = 0
 
 
 @_payload(AgentEventType.MEMORY_FAILED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class MemoryFailedPayload(BaseEventPayload):
     phase: str = ""
     error_type: str = ""
 
 
 @_payload(AgentEventType.STREAM_STARTED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class StreamStartedPayload(BaseEventPayload):
     stream_id: str = ""
 
 
 @_payload(AgentEventType.STREAM_DELTA)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class StreamDeltaPayload(BaseEventPayload):
     stream_id: str = ""
     text: str = ""
@@ -184,7 +187,7 @@ class StreamDeltaPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.STREAM_THINK_DELTA)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class StreamThinkDeltaPayload(BaseEventPayload):
     stream_id: str = ""
     text: str = ""
@@ -192,14 +195,14 @@ class StreamThinkDeltaPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.STREAM_COMPLETED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class StreamCompletedPayload(BaseEventPayload):
     stream_id: str = ""
     text: str = ""
 
 
 @_payload(AgentEventType.TOOL_CALL_STARTED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class ToolCallStartedPayload(BaseEventPayload):
     name: str = ""
     tool_input: JSONObject = field(default_factory=dict)
@@ -207,7 +210,7 @@ class ToolCallStartedPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.TOOL_CALL_COMPLETED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class ToolCallCompletedPayload(BaseEventPayload):
     name: str = ""
     tool_input: JSONObject = field(default_factory=dict)
@@ -218,7 +221,7 @@ class ToolCallCompletedPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.TOOL_CALL_FAILED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class ToolCallFailedPayload(BaseEventPayload):
     name: str = ""
     tool_input: JSONObject = field(default_factory=dict)
@@ -229,7 +232,7 @@ class ToolCallFailedPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.STATUS_CHANGED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class StatusChangedPayload(BaseEventPayload):
     """``kind``: ``round_usage`` | ``auto_compact`` | ``hit_round_limit`` | ``budget_exceeded``.
 
@@ -247,7 +250,7 @@ class StatusChangedPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.USAGE_UPDATED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class UsageUpdatedPayload(BaseEventPayload):
     usage: dict[str, int] = field(default_factory=dict)
     """This call's counts plus ``cumulative_*`` totals of the send so far."""
@@ -255,7 +258,7 @@ class UsageUpdatedPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.TIMER_FIRED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class TimerFiredPayload(BaseEventPayload):
     timer_id: int = 0
     note: str = ""
@@ -264,32 +267,32 @@ class TimerFiredPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.TODO_UPDATED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class TodoUpdatedPayload(BaseEventPayload):
     items: list[JSONObject] = field(default_factory=list)
 
 
 @_payload(AgentEventType.USER_NOTIFICATION)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class UserNotificationPayload(BaseEventPayload):
     message: str = ""
 
 
 @_payload(AgentEventType.AGENT_ERROR)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class AgentErrorPayload(BaseEventPayload):
     error: str = ""
     error_type: str = ""
 
 
 @_payload(AgentEventType.SYSTEM_LOG)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class SystemLogPayload(BaseEventPayload):
     message: str = ""
     level: str = "info"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class _SubagentPayload(BaseEventPayload):
     sub_session_id: str = ""
     status: str = ""
@@ -297,25 +300,25 @@ class _SubagentPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.SUBAGENT_TASK_START)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class SubagentTaskStartPayload(_SubagentPayload):
     pass
 
 
 @_payload(AgentEventType.SUBAGENT_TEXT)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class SubagentTextPayload(_SubagentPayload):
     pass
 
 
 @_payload(AgentEventType.SUBAGENT_LIMIT)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class SubagentLimitPayload(_SubagentPayload):
     pass
 
 
 @_payload(AgentEventType.SUBAGENT_COMPLETED)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class SubagentCompletedPayload(_SubagentPayload):
     pass
 

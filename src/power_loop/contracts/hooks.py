@@ -41,14 +41,14 @@ class HookDirective(str, Enum):
     SHORT_CIRCUIT = "short_circuit"
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class BaseHookCtx:
     round_index: int = 0
     directive: HookDirective = HookDirective.CONTINUE
     session_id: str | None = None
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class SessionStartCtx(BaseHookCtx):
     scope: str = "send"
     messages: list[Message] = field(default_factory=list)
@@ -56,7 +56,7 @@ class SessionStartCtx(BaseHookCtx):
     stop_event: Any = None
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class SessionEndCtx(BaseHookCtx):
     scope: str = "send"
     reason: str = ""
@@ -64,14 +64,14 @@ class SessionEndCtx(BaseHookCtx):
     final_text: str = ""
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class RoundStartCtx(BaseHookCtx):
     messages: list[Message] = field(default_factory=list)
     stop_event: Any = None
     reason: str | None = None
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class LLMBeforeCtx(BaseHookCtx):
     messages: list[Message] = field(default_factory=list)
     system_prompt: str | None = None
@@ -82,13 +82,13 @@ class LLMBeforeCtx(BaseHookCtx):
     """An ``LLMResponse`` to use instead of calling the LLM (with SHORT_CIRCUIT)."""
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class LLMAfterCtx(BaseHookCtx):
     messages: list[Message] = field(default_factory=list)
     output: Any = None
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class RoundDecideCtx(BaseHookCtx):
     messages: list[Message] = field(default_factory=list)
     tool_calls: list[JSONObject] = field(default_factory=list)
@@ -96,14 +96,14 @@ class RoundDecideCtx(BaseHookCtx):
     output: str | None = None
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class ToolsBatchBeforeCtx(BaseHookCtx):
     messages: list[Message] = field(default_factory=list)
     tool_calls: list[JSONObject] = field(default_factory=list)
     output: str | None = None
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class ToolBeforeCtx(BaseHookCtx):
     tool_call: JSONObject = field(default_factory=dict)
     tool_name: str = ""
@@ -111,7 +111,7 @@ class ToolBeforeCtx(BaseHookCtx):
     output: str | None = None
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class ToolAfterCtx(BaseHookCtx):
     tool_call: JSONObject = field(default_factory=dict)
     tool_name: str = ""
@@ -120,7 +120,7 @@ class ToolAfterCtx(BaseHookCtx):
     failed: bool = False
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class ToolErrorCtx(BaseHookCtx):
     tool_call: JSONObject = field(default_factory=dict)
     tool_name: str = ""
@@ -130,13 +130,13 @@ class ToolErrorCtx(BaseHookCtx):
     output: str | None = None
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class ToolsBatchAfterCtx(BaseHookCtx):
     messages: list[Message] = field(default_factory=list)
     used_todo: bool = False
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class RoundEndCtx(BaseHookCtx):
     messages: list[Message] = field(default_factory=list)
     has_tools: bool = False
@@ -144,31 +144,31 @@ class RoundEndCtx(BaseHookCtx):
     used_todo: bool = False
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class CompactBeforeCtx(BaseHookCtx):
     messages: list[Message] = field(default_factory=list)
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class CompactAfterCtx(BaseHookCtx):
     messages: list[Message] = field(default_factory=list)
     messages_before_count: int = 0
     messages_after_count: int = 0
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class MessageAppendCtx(BaseHookCtx):
     message: Message = field(default_factory=dict)
     """Mutable: edits change what is persisted."""
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class MemoryRecalledCtx(BaseHookCtx):
     recalled: list[Message] = field(default_factory=list)
     budget_tokens: int = 0
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class TimerFireCtx(BaseHookCtx):
     timer_id: int = 0
     note: str = ""

@@ -27,7 +27,6 @@ from typing import Literal
 
 from power_loop.contracts.errors import StoreConfigError, StoreSchemaError
 from power_loop.store.backends.endpoint import parse_endpoint
-from power_loop.store.migrations import ensure_schema
 from power_loop.store.port import Database
 from power_loop.store.rows import SchemaPolicy
 from power_loop.store.schema import ddl, dialect_for, validate_table_prefix
@@ -239,6 +238,8 @@ async def open_store(
         _refuse_missing_sqlite_file(parsed, table_prefix)
     db = await connect(parsed)
     try:
+        from power_loop.store.migrations import ensure_schema  # opening a store only
+
         version = await ensure_schema(db, table_prefix, policy)
     except BaseException:
         await db.close()

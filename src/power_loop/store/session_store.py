@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, NoReturn
 
 from power_loop.contracts.errors import InvalidArgumentError, SessionNotFoundError
-from power_loop.store import archive, leases
+from power_loop.store import leases
 from power_loop.store.codec import encode_json, json_problem, now_ms
 from power_loop.store.follow_ups import FollowUpQueries, check_follow_up_ids, follow_up_from_row
 from power_loop.store.leases import AppendOutcome, Lease, LeaseLostError, LeaseQueries, LeaseRow
@@ -67,6 +67,7 @@ class SessionStore:
         self._stats = StatsQueries(db.dialect, table_prefix)
         self._follow_ups = FollowUpQueries(db.dialect, table_prefix)
         self._leases = LeaseQueries(db.dialect, table_prefix)
+        from power_loop.store import archive  # export/import only: loaded on first use
         self._archive = archive.ArchiveQueries(db.dialect, table_prefix)
         self._prune = PruneQueries(db.dialect, table_prefix)
         self._fence_sql = self._sessions.fence
@@ -369,6 +370,7 @@ class SessionStore:
         Raises:
             SessionNotFoundError: ``session.not_found`` — no such session.
         """
+        from power_loop.store import archive  # export/import only: loaded on first use
         return await archive.export_session(self.db, self._archive, session_id, self._clock())
 
     async def import_session(self, data: dict[str, Any], *, new_session_id: str | None = None,
@@ -388,6 +390,7 @@ class SessionStore:
                 named), one from a newer schema, or an existing id without ``replace``;
                 the database is unchanged.
         """
+        from power_loop.store import archive  # export/import only: loaded on first use
         return await archive.import_session(self.db, self._archive, data, new_session_id=new_session_id,
                                             replace=replace)
 

@@ -18,8 +18,26 @@ from power_loop.tools.execution import (
     parse_tool_arguments,
 )
 from power_loop.tools.registry import TOOL_NAME_PATTERN, ToolRegistry
-from power_loop.tools.schema import function_schema
-from power_loop.tools.validation import SchemaProblem, check_tool_schema, schema_problems, validate_arguments
+
+_LAZY = {
+    "function_schema": "power_loop.tools.schema",
+    "SchemaProblem": "power_loop.tools.validation",
+    "check_tool_schema": "power_loop.tools.validation",
+    "schema_problems": "power_loop.tools.validation",
+    "validate_arguments": "power_loop.tools.validation",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Schema generation and validation load on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'power_loop.tools' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_CHARS",

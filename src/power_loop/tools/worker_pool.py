@@ -13,6 +13,7 @@ dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 from collections.abc import Callable
@@ -73,10 +74,8 @@ class ToolWorkerPool:
                 value, ok = call(), True
             except BaseException as exc:  # handed to the awaiting task, never lost
                 value, ok = exc, False
-            try:
+            with contextlib.suppress(RuntimeError):  # the event loop closed while the tool ran
                 loop.call_soon_threadsafe(_resolve, fut, ok, value)
-            except RuntimeError:  # the event loop closed while the tool ran
-                pass
             del call, fut, loop, value
             with self._lock:
                 self._idle += 1
