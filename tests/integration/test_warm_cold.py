@@ -3,8 +3,12 @@ and a warm window made stale by another writer is detected and reloaded."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
 from pathlib import Path
+
+import pytest
 
 from power_loop import (
     LLMProviderConfig,
@@ -12,6 +16,7 @@ from power_loop import (
     ToolRegistry,
     create_llm_service_from_config,
 )
+from power_loop.store.dsn import open_store
 from power_loop.testing import FakeLLMServer, ScriptedLLM
 
 
@@ -30,33 +35,64 @@ def _registry() -> ToolRegistry:
     return reg
 
 
-async def test_warm_and_cold_loops_send_byte_identical_requests(fake_server: FakeLLMServer, tmp_path: Path) -> None:
+SERVER_ENV = {"postgres": "POWER_LOOP_TEST_PG_DSN", "mysql": "POWER_LOOP_TEST_MYSQL_DSN"}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
+async def test_warm_and_cold_loops_send_byte_identical_requests(
+    backend: str, fake_server: FakeLLMServer, tmp_path: Path
+) -> None:
+    """A warm loop's request equals, byte for byte, that of a loop with an empty cache
+    continuing the same durable state (a copy of the SQLite file; on a server, the same
+    session exported and imported under another prefix)."""
     def llm() -> object:
         return create_llm_service_from_config(
             LLMProviderConfig(base_url=fake_server.base_url, api_key="k", model="fake-model"))
 
-    db = tmp_path / "warm.db"
-    warm = StatefulAgentLoop(llm=llm(), dsn=str(db), tool_registry=_registry())  # type: ignore[arg-type]
-    sid = await warm.new_session(system_prompt="Pinned prompt.")
-    for text in ("My favorite color is teal.", "What is the weather in Paris?", "call get_weather city=Oslo"):
-        await warm.send(text, session_id=sid)
-    assert warm.store is not None
-    await warm.store.checkpoint()
-    shutil.copy(db, tmp_path / "cold.db")  # the same durable state, for a loop with an empty cache
+    if backend == "sqlite":
+        dsn = str(tmp_path / "warm.db")
+    else:
+        dsn = os.environ.get(SERVER_ENV[backend], "")
+        if not dsn:
+            pytest.skip(f"{backend}: set {SERVER_ENV[backend]} to run against a server")
+    warm_prefix, cold_prefix = f"w{uuid.uuid4().hex[:8]}_", f"c{uuid.uuid4().hex[:8]}_"
+    warm = StatefulAgentLoop(llm=llm(), dsn=dsn, table_prefix=warm_prefix, tool_registry=_registry())  # type: ignore[arg-type]
+    cold_dsn = dsn
+    try:
+        sid = await warm.new_session(system_prompt="Pinned prompt.")
+        for text in ("My favorite color is teal.", "What is the weather in Paris?", "call get_weather city=Oslo"):
+            await warm.send(text, session_id=sid)
+        assert warm.store is not None
+        if backend == "sqlite":
+            await warm.store.checkpoint()
+            cold_dsn = str(tmp_path / "cold.db")
+            shutil.copy(dsn, cold_dsn)
+            cold_prefix = warm_prefix
+        else:
+            archive = await warm.store.export_session(sid)
+            async with await open_store(dsn, table_prefix=cold_prefix) as other:
+                await other.import_session(archive)
 
-    fake_server.clear_requests()
-    await warm.send("What is the weather in Rome?", session_id=sid)
-    warm_bodies = [r.body for r in fake_server.requests]
-    await warm.aclose()
+        fake_server.clear_requests()
+        await warm.send("What is the weather in Rome?", session_id=sid)
+        warm_bodies = [r.body for r in fake_server.requests]
 
-    fake_server.clear_requests()
-    cold = StatefulAgentLoop(llm=llm(), dsn=str(tmp_path / "cold.db"), tool_registry=_registry())  # type: ignore[arg-type]
-    await cold.send("What is the weather in Rome?", session_id=sid)
-    cold_bodies = [r.body for r in fake_server.requests]
-    await cold.aclose()
+        fake_server.clear_requests()
+        cold = StatefulAgentLoop(llm=llm(), dsn=cold_dsn, table_prefix=cold_prefix,  # type: ignore[arg-type]
+                                 tool_registry=_registry())
+        await cold.send("What is the weather in Rome?", session_id=sid)
+        cold_bodies = [r.body for r in fake_server.requests]
+        await cold.aclose()
 
-    assert len(warm_bodies) == 2  # a tool round and the answer
-    assert warm_bodies == cold_bodies
+        assert len(warm_bodies) == 2  # a tool round and the answer
+        assert warm_bodies == cold_bodies
+    finally:
+        await warm.aclose()
+        if backend != "sqlite":
+            from test_multiprocess_lease_store import drop_prefix
+
+            await drop_prefix(dsn, warm_prefix)
+            await drop_prefix(dsn, cold_prefix)
 
 
 async def test_stale_warm_window_is_fenced_and_reloaded(tmp_path: Path) -> None:
