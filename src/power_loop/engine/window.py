@@ -52,6 +52,14 @@ class SessionWindow:
             wire_safe=all(_names_legal(r) for r in rows),
         )
 
+    @classmethod
+    def from_messages(cls, messages: list[Message], seqs: list[int], round_indexes: list[int | None], *,
+                      next_seq: int, send_count: int, system_prompt: str | None = None) -> SessionWindow:
+        """A window from ``SessionStore.load_active_window`` (the cold-load fast path)."""
+        return cls(next_seq=next_seq, send_count=send_count, system_prompt=system_prompt, messages=messages,
+                   seqs=seqs, round_indexes=round_indexes,
+                   wire_safe=all(_calls_legal(m["tool_calls"]) for m in messages if "tool_calls" in m))
+
     def extend(self, rows: Sequence[MessageRow]) -> None:
         """Record rows just appended by this process (they must continue the seq)."""
         for row in rows:
@@ -85,6 +93,8 @@ class SessionWindow:
 
 
 def _names_legal(row: MessageRow) -> bool:
-    if not row.tool_calls:
-        return True
-    return all(is_wire_legal(str((c.get("function") or {}).get("name") or "")) for c in row.tool_calls)
+    return not row.tool_calls or _calls_legal(row.tool_calls)
+
+
+def _calls_legal(calls: list[JSONObject]) -> bool:
+    return all(is_wire_legal(str((c.get("function") or {}).get("name") or "")) for c in calls)

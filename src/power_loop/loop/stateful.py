@@ -170,9 +170,9 @@ class StatefulAgentLoop:
         if window is not None:
             return window
         assert self.store is not None
-        rows = await self.store.load_active_messages(row.session_id)
-        window = SessionWindow.from_rows(rows, next_seq=row.next_seq, send_count=row.send_count,
-                                         system_prompt=row.system_prompt)
+        messages, seqs, rounds = await self.store.load_active_window(row.session_id)
+        window = SessionWindow.from_messages(messages, seqs, rounds, next_seq=row.next_seq,
+                                             send_count=row.send_count, system_prompt=row.system_prompt)
         self._cache.put(row.session_id, window)
         return window
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from power_loop.contracts.errors import InvalidArgumentError
+from power_loop.contracts.json import Message
 from power_loop.store.codec import EMPTY_OBJECT, decode_json, decode_object, encode_json
 from power_loop.store.port import Dialect, Row, Stmt
 from power_loop.store.rows import MessageRow, MessageState, NewMessage
@@ -135,3 +136,27 @@ def message_from_row(row: Row) -> MessageRow:
         tool_calls=None if calls is None else decode_json(calls), tool_call_id=row[6], round_index=row[7],
         send_index=row[8], state=row[9], meta=decode_object(row[10]), created_at=int(row[11]),
     )
+
+
+def window_from_rows(rows: list[Row]) -> tuple[list[Message], list[int], list[int | None]]:
+    """Rows selected with ``COLUMNS`` as (messages, seqs, round indexes), skipping the
+    ``MessageRow`` layer: the cold-load path of a session window. Each message is exactly
+    ``message_from_row(row).to_message()`` (same keys, same order)."""
+    loads = decode_json
+    messages: list[Message] = []
+    seqs: list[int] = []
+    rounds: list[int | None] = []
+    for row in rows:
+        msg: Message = {"role": row[2], "content": loads(row[4])}
+        if row[3] is not None:
+            msg["name"] = row[3]
+        if row[5] is not None:
+            calls = loads(row[5])
+            if calls:
+                msg["tool_calls"] = calls
+        if row[6] is not None:
+            msg["tool_call_id"] = row[6]
+        messages.append(msg)
+        seqs.append(int(row[1]))
+        rounds.append(row[7])
+    return messages, seqs, rounds

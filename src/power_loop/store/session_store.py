@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, NoReturn
 
 from power_loop.contracts.errors import InvalidArgumentError, SessionNotFoundError
+from power_loop.contracts.json import Message
 from power_loop.store import leases
 from power_loop.store.codec import encode_json, json_problem, now_ms
 from power_loop.store.follow_ups import FollowUpQueries, check_follow_up_ids, follow_up_from_row
@@ -30,7 +31,7 @@ from power_loop.store.maintenance import (
     checkpoint_mode,
     prune_compacted,
 )
-from power_loop.store.messages import MessageQueries, encode_messages, message_from_row
+from power_loop.store.messages import MessageQueries, encode_messages, message_from_row, window_from_rows
 from power_loop.store.port import Database, Stmt, WriteConflict
 from power_loop.store.rows import FollowUpRow, MessageRow, NewMessage, SessionRow, SessionStatsRow, StatsDelta
 from power_loop.store.schema import SCHEMA_VERSION, validate_table_prefix
@@ -245,6 +246,12 @@ class SessionStore:
         """The session's ``active`` messages by seq (one read); ``[]`` for an unknown id."""
         rows = await self.db.fetchall(self._messages.load_active, (session_id,))
         return [message_from_row(r) for r in rows]
+
+    async def load_active_window(self, session_id: str) -> tuple[list[Message], list[int], list[int | None]]:
+        """The active history as (OpenAI-shaped messages, seqs, round indexes), one read:
+        what a loop's window cache is built from (no ``MessageRow`` per message)."""
+        rows = await self.db.fetchall(self._messages.load_active, (session_id,))
+        return window_from_rows(rows)
 
     async def load_all_messages(self, session_id: str) -> list[MessageRow]:
         """Every message of the session, folded-out ones included, by seq (one read)."""

@@ -133,3 +133,28 @@ class FragmentEncoder:
 def fragments_apply(dumps: Dumps | None) -> bool:
     """Whether the learnt serializer is the compact one fragments reproduce."""
     return dumps is _compact
+
+
+def lazy_http_client(sdk: Any) -> Any:
+    """An ``AsyncClient`` of the SDK's own HTTP library whose transport is built on first use.
+
+    Passed to the SDK client when the lean exchange carries the requests, so the SSL
+    context of a default transport is never loaded unless the SDK path is used after all.
+    """
+    klass = next(k for k in sdk.DefaultAsyncHttpxClient.__mro__ if k.__name__ == "AsyncClient")
+    httpx = importlib.import_module(klass.__module__.partition(".")[0])
+
+    class _LazyTransport(httpx.AsyncBaseTransport):  # type: ignore[misc,name-defined]  # the SDK's httpx flavour
+        def __init__(self) -> None:
+            self._real: Any = None
+
+        async def handle_async_request(self, request: Any) -> Any:
+            if self._real is None:
+                self._real = httpx.AsyncHTTPTransport()
+            return await self._real.handle_async_request(request)
+
+        async def aclose(self) -> None:
+            if self._real is not None:
+                await self._real.aclose()
+
+    return httpx.AsyncClient(transport=_LazyTransport())

@@ -61,7 +61,13 @@ from power_loop.llm.transports._openai_response import (
     parse_message,
     usage_from,
 )
-from power_loop.llm.transports._sdk_wire import FragmentEncoder, fragments_apply, learn_wire_format, status_error
+from power_loop.llm.transports._sdk_wire import (
+    FragmentEncoder,
+    fragments_apply,
+    lazy_http_client,
+    learn_wire_format,
+    status_error,
+)
 
 __all__ = ["OpenAICompatLLMService"]
 
@@ -98,6 +104,9 @@ async def _learn_key_order(client: Any) -> tuple[str, ...]:
     """Ask the installed SDK's ``create()`` how it orders the body keys (once per process)."""
     global _key_order
     if _key_order is not None:
+        return _key_order
+    if str(getattr(_import_openai(), "__version__", "")).startswith("3."):
+        _key_order = _FALLBACK_KEY_ORDER  # the 3.x order, pinned by the byte-identical wire test
         return _key_order
 
     async def capture(path: str, *, body: Any = None, **kwargs: Any) -> Any:
@@ -194,9 +203,14 @@ class OpenAICompatLLMService:
         if self._client is None or self._client_loop is not loop:
             # Connection pools are bound to the event loop that opened them.
             openai = self._openai = _import_openai()
+            # When the lean exchange will carry the requests, the SDK client's own HTTP
+            # transport (and the SSL context it loads, ~25 ms) is built only if ever used.
+            lean = self.config.extra.get("http_engine", "auto") != "sdk" and not proxy_configured(
+                self.config.base_url or "https://api.openai.com/v1")
             self._client = openai.AsyncOpenAI(
                 base_url=self.config.base_url or None, api_key=self.config.api_key, max_retries=0,
                 timeout=self.config.timeout_s, default_headers=self.config.extra.get("default_headers"),
+                http_client=lazy_http_client(openai) if lean else None,
             )
             self._client_loop = loop
             self._response_cls = _response_class(openai)
