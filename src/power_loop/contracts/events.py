@@ -40,6 +40,7 @@ class AgentEventType(str, Enum):
     STREAM_DELTA = "stream_delta"
     STREAM_THINK_DELTA = "stream_think_delta"
     STREAM_COMPLETED = "stream_completed"
+    STREAM_TOOL_CALL_DELTA = "stream_tool_call_delta"
     TOOL_CALL_STARTED = "tool_call_started"
     TOOL_CALL_COMPLETED = "tool_call_completed"
     TOOL_CALL_FAILED = "tool_call_failed"
@@ -199,6 +200,20 @@ class StreamThinkDeltaPayload(BaseEventPayload):
 class StreamCompletedPayload(BaseEventPayload):
     stream_id: str = ""
     text: str = ""
+
+
+@_payload(AgentEventType.STREAM_TOOL_CALL_DELTA)
+@dataclass(slots=True, kw_only=True)
+class StreamToolCallDeltaPayload(BaseEventPayload):
+    """A piece of a tool call the model is still streaming (its arguments arrive in parts)."""
+
+    stream_id: str = ""
+    index: int = 0
+    """Which call of the assistant turn (0, 1, …)."""
+    tool_call_id: str | None = None
+    name: str | None = None
+    """The registry name, on the first delta of a call."""
+    arguments_delta: str = ""
 
 
 @_payload(AgentEventType.TOOL_CALL_STARTED)

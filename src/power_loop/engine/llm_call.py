@@ -8,6 +8,7 @@ the caller's task is never swallowed.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,8 +24,10 @@ from power_loop.contracts.events import (
     StreamCompletedPayload,
     StreamStartedPayload,
     StreamThinkDeltaPayload,
+    StreamToolCallDeltaPayload,
     UsageUpdatedPayload,
 )
+from power_loop.contracts.json import JSONObject
 from power_loop.engine.context import RunContext
 from power_loop.llm.contract import LLMRequest, LLMResponse
 from power_loop.llm.retry import with_retry
@@ -40,6 +43,22 @@ class LLMCallOutcome:
 
 
 _STREAM_DELTA = AgentEventType.STREAM_DELTA
+_ACCEPTS_TOOL_DELTAS: dict[type, bool] = {}
+
+
+def accepts_tool_deltas(llm: object) -> bool:
+    """Whether ``llm.complete`` takes ``on_chunk_tool_call`` (an extension of the LLMService
+    protocol: services written to the protocol alone never receive it)."""
+    kind = type(llm)
+    known = _ACCEPTS_TOOL_DELTAS.get(kind)
+    if known is None:
+        try:
+            params = inspect.signature(llm.complete).parameters  # type: ignore[attr-defined]
+        except (TypeError, ValueError, AttributeError):
+            params = {}  # type: ignore[assignment]
+        known = _ACCEPTS_TOOL_DELTAS[kind] = "on_chunk_tool_call" in params or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return known
 
 
 class _StreamRelay:
@@ -80,6 +99,15 @@ class _StreamRelay:
                 _STREAM_DELTA, {"stream_id": stream_id, "text": text, "is_think": False},
                 session_id=self.ctx.session_id, round_index=self.round_index, stream_id=stream_id))
 
+    def on_tool_call(self, delta: JSONObject) -> None:
+        """A streamed piece of a tool call (OpenAI-shaped delta, registry name)."""
+        self._start()
+        fn = delta.get("function") or {}
+        self.ctx.emit(AgentEventType.STREAM_TOOL_CALL_DELTA, StreamToolCallDeltaPayload(
+            stream_id=self.stream_id, index=int(delta.get("index") or 0), tool_call_id=delta.get("id"),
+            name=fn.get("name") or None, arguments_delta=str(fn.get("arguments") or "")),
+            round_index=self.round_index, stream_id=self.stream_id)
+
     def on_think(self, text: str) -> None:
         self._start()
         self.ctx.emit(AgentEventType.STREAM_THINK_DELTA,
@@ -100,6 +128,9 @@ async def call_llm(ctx: RunContext, request: LLMRequest, *, round_index: int) ->
     relay = _StreamRelay(ctx, round_index) if ctx.stream else None
     on_text: Callable[[str], Any] | None = relay.on_text if relay is not None else None
     on_think: Callable[[str], Any] | None = relay.on_think if relay is not None else None
+    extra: dict[str, Any] = {}
+    if relay is not None and ctx.bus.wants(AgentEventType.STREAM_TOOL_CALL_DELTA) and accepts_tool_deltas(ctx.llm):
+        extra["on_chunk_tool_call"] = relay.on_tool_call
     wants_calls = ctx.bus.wants(AgentEventType.LLM_CALL_STARTED) or ctx.bus.wants(
         AgentEventType.LLM_CALL_COMPLETED)
 
@@ -115,7 +146,8 @@ async def call_llm(ctx: RunContext, request: LLMRequest, *, round_index: int) ->
                      round_index=round_index)
         started = time.perf_counter()
         try:
-            response = await ctx.llm.complete(request, on_chunk_delta_text=on_text, on_chunk_think=on_think)
+            response = await ctx.llm.complete(request, on_chunk_delta_text=on_text, on_chunk_think=on_think,
+                                              **extra)
         except Exception as exc:
             if wants_calls:
                 ctx.emit(AgentEventType.LLM_CALL_COMPLETED, LLMCallCompletedPayload(

@@ -52,7 +52,7 @@ from power_loop.tools.registry import ToolRegistry
 logger = logging.getLogger(__name__)
 
 _STREAM_EVENTS = (AgentEventType.STREAM_DELTA, AgentEventType.STREAM_THINK_DELTA, AgentEventType.STREAM_STARTED,
-                  AgentEventType.STREAM_COMPLETED)
+                  AgentEventType.STREAM_COMPLETED, AgentEventType.STREAM_TOOL_CALL_DELTA)
 
 
 class StatefulAgentLoop:

@@ -412,13 +412,15 @@ class OpenAICompatLLMService:
         on_chunk_delta_text: Callable[[str], Any] | None = None,
         on_chunk_think: Callable[[str], Any] | None = None,
         on_stream_end: Callable[[LLMResponse], Any] | None = None,
+        on_chunk_tool_call: Callable[[JSONObject], Any] | None = None,
     ) -> LLMResponse:
         """One call; streamed when any callback is given (and ``supports_stream``).
 
         Raises:
             LLMProviderError: (``llm.provider_error``) see the module docstring.
         """
-        streaming = on_chunk_delta_text is not None or on_chunk_think is not None or on_stream_end is not None
+        streaming = (on_chunk_delta_text is not None or on_chunk_think is not None or on_stream_end is not None
+                     or on_chunk_tool_call is not None)
         if streaming and self.supports_stream:
             assembler = self._assembler(request, keep_raw=False)
             feed = assembler.feed
@@ -434,6 +436,9 @@ class OpenAICompatLLMService:
                             await notify(on_chunk_think, chunk.think)
                         if chunk.delta_text:
                             await notify(on_chunk_delta_text, chunk.delta_text)
+                        if chunk.delta_tool_calls and on_chunk_tool_call is not None:
+                            for delta in chunk.delta_tool_calls:
+                                await notify(on_chunk_tool_call, delta)
             except LLMProviderError:
                 if not assembler.done:  # an error after [DONE] loses nothing
                     raise
@@ -445,6 +450,9 @@ class OpenAICompatLLMService:
                     await notify(on_chunk_think, response.think)
                 if response.content_text:
                     await notify(on_chunk_delta_text, response.content_text)
+                if on_chunk_tool_call is not None:
+                    for index, call in enumerate(response.tool_calls):
+                        await notify(on_chunk_tool_call, {"index": index, **call})
         await notify(on_stream_end, response)
         return response
 
