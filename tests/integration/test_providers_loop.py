@@ -50,10 +50,14 @@ async def test_stream_events_reach_the_bus(fake_server: FakeLLMServer, tmp_path:
     started = recorder.of(AgentEventType.STREAM_STARTED)
     deltas = recorder.of(AgentEventType.STREAM_DELTA)
     completed = recorder.of(AgentEventType.STREAM_COMPLETED)
-    assert len(started) == len(completed) == 1  # the tool-calling round streams no text
+    tool_deltas = recorder.of(AgentEventType.STREAM_TOOL_CALL_DELTA)
+    # two streamed calls: the tool round (tool-call deltas, no text), then the answer
+    assert len(started) == len(completed) == 2
+    assert tool_deltas and {e.stream_id for e in tool_deltas} == {started[0].stream_id}
+    assert completed[0].payload["text"] == ""
     assert len(deltas) > 1 and "".join(e.payload["text"] for e in deltas) == result.final_text
-    assert completed[0].payload["text"] == result.final_text
-    assert {e.stream_id for e in deltas} == {started[0].stream_id}
+    assert completed[1].payload["text"] == result.final_text
+    assert {e.stream_id for e in deltas} == {started[1].stream_id}
     assert all(r.json.get("stream") is True for r in fake_server.requests)
 
 
