@@ -42,8 +42,6 @@ import dataclasses
 import importlib.util
 import json
 import logging
-import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -61,6 +59,7 @@ from power_loop.llm.transports._openai_response import (
     parse_message,
     usage_from,
 )
+from power_loop.llm.transports._sdk_common import body_key_order, response_class, retry_after_s
 from power_loop.llm.transports._sdk_wire import (
     FragmentEncoder,
     fragments_apply,
@@ -94,70 +93,23 @@ def _import_openai() -> Any:
     return openai
 
 
-class _KeyOrderProbe(Exception):
-    def __init__(self, body: Any) -> None:
-        super().__init__("captured")
-        self.body = body
-
-
 async def _learn_key_order(client: Any) -> tuple[str, ...]:
-    """Ask the installed SDK's ``create()`` how it orders the body keys (once per process)."""
+    """How the installed SDK's ``create()`` orders the body keys (once per process)."""
     global _key_order
     if _key_order is not None:
         return _key_order
     if str(getattr(_import_openai(), "__version__", "")).startswith("3."):
         _key_order = _FALLBACK_KEY_ORDER  # the 3.x order, pinned by the byte-identical wire test
         return _key_order
-
-    async def capture(path: str, *, body: Any = None, **kwargs: Any) -> Any:
-        raise _KeyOrderProbe(body)
-
-    order = _FALLBACK_KEY_ORDER
-    try:
-        # A throwaway resource of our own whose `_post` records the body instead of sending it.
-        resource = type(client.chat.completions)(client)
-        resource._post = capture
-        await resource.create(
+    learnt = await body_key_order(
+        type(client.chat.completions)(client),  # a throwaway resource: its _post gets replaced
+        lambda resource: resource.create(
             model="m", messages=[], max_tokens=1, temperature=0.0, tools=[], tool_choice="auto",
-            response_format={"type": "text"}, stream=True, stream_options={"include_usage": True},
-        )
-    except _KeyOrderProbe as probe:
-        if isinstance(probe.body, dict) and set(_FALLBACK_KEY_ORDER) <= set(probe.body):
-            order = tuple(k for k in probe.body if k in _FALLBACK_KEY_ORDER)
-    except Exception:  # any SDK surprise: keep the fallback order, requests still work
-        logger.debug("could not learn the openai SDK's body key order; using the fallback", exc_info=True)
-    _key_order = order
-    return order
-
-
-def _response_class(openai: Any) -> Any:
-    """The HTTP response class of the SDK's HTTP library (httpx or httpx2)."""
-    for klass in openai.DefaultAsyncHttpxClient.__mro__:
-        if klass.__name__ == "AsyncClient":
-            return sys.modules[klass.__module__.partition(".")[0]].Response
-    raise MissingExtraError("openai", feature="the OpenAI-compatible transport", module="openai>=1.52")
-
-
-def _retry_after(headers: Any) -> float | None:
-    if headers is None:
-        return None
-    millis = headers.get("retry-after-ms")
-    if millis:
-        with contextlib.suppress(ValueError):
-            return max(0.0, float(millis) / 1000)
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime  # lazy: rare, and slow to import
-
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+            response_format={"type": "text"}, stream=True, stream_options={"include_usage": True}),
+        wanted=_FALLBACK_KEY_ORDER,
+    )
+    _key_order = learnt or _FALLBACK_KEY_ORDER
+    return _key_order
 
 
 class OpenAICompatLLMService:
@@ -213,7 +165,7 @@ class OpenAICompatLLMService:
                 http_client=lazy_http_client(openai) if lean else None,
             )
             self._client_loop = loop
-            self._response_cls = _response_class(openai)
+            self._response_cls = response_class(openai, extra="openai", feature="the OpenAI-compatible transport")
             request_options = getattr(openai, "RequestOptions", None)
             if "security" in getattr(request_options, "__annotations__", {}):
                 self._options = {"security": {"bearer_auth": True}}  # as create() sends it
@@ -388,7 +340,7 @@ class OpenAICompatLLMService:
                 f"openai-compatible endpoint answered HTTP {status}: {detail or exc.message}",
                 provider="openai", status_code=status,
                 retryable=status in _RETRYABLE_STATUS or status >= 500,
-                retry_after_s=_retry_after(exc.response.headers),
+                retry_after_s=retry_after_s(exc.response.headers),
             )
         if isinstance(exc, openai.APITimeoutError):
             return LLMProviderError(
