@@ -121,12 +121,14 @@ class RunContext:
 
     # -- persistence --------------------------------------------------------------------
     async def append(self, messages: Sequence[Message], *, round_index: int | None, start_send: bool = False,
-                     final: bool = False, consume_follow_ups: Sequence[int] = ()) -> list[MessageRow]:
+                     final: bool = False, consume_follow_ups: Sequence[int] = (),
+                     probe: bool = True) -> list[MessageRow]:
         """Persist ``messages`` in one commit and extend the window with the stored rows.
 
         Every append is fenced on the run's lease (renewing it); a non-final one also asks
-        whether follow-ups are queued. ``final=True`` records the run's stats and releases
-        the lease in the same commit (a run that goes on re-takes it with its next append).
+        whether follow-ups are queued, unless ``probe=False`` (no round boundary follows it).
+        ``final=True`` records the run's stats and releases the lease in the same commit (a
+        run that goes on re-takes it with its next append).
         """
         if self.hooks.has(HookPoint.MESSAGE_APPEND):
             edited: list[Message] = []
@@ -138,7 +140,7 @@ class RunContext:
             messages = edited
         new = [NewMessage.from_message(m, round_index=round_index, send_index=self.send_index) for m in messages]
         stats = self.unrecorded_stats() if final else None
-        probe = not final and self.follow_up_signal is not None
+        probe = probe and not final and self.follow_up_signal is not None
         if final:
             self.lease_released = True  # before the write: the lease keeper must not renew past it
         outcome = await self.store.append_batch(

@@ -207,7 +207,7 @@ class _Run:
         ctx = self.ctx
         calls = [dict(c) for c in response.tool_calls]
         await ctx.append([{"role": "assistant", "content": response.content_text or None, "tool_calls": calls}],
-                         round_index=self.round_no)
+                         round_index=self.round_no, probe=False)
         if response.content_text:
             ctx.final_text = response.content_text
         ctx.emit(AgentEventType.ROUND_TOOLS_PRESENT, RoundToolsPresentPayload(has_tools=True),

@@ -49,14 +49,15 @@ async def run_tool_calls(ctx: RunContext, calls: list[JSONObject], *, round_inde
     batch = _Batch()
     if len(calls) == 1:
         output = await _guarded(ctx, calls[0], round_index, batch, None)
-        await _append_result(ctx, calls[0], output, round_index)
+        await _append_result(ctx, calls[0], output, round_index, last=True)
         return
     limit = asyncio.Semaphore(ctx.config.max_parallel_tool_calls)
     tasks = [asyncio.ensure_future(_guarded(ctx, c, round_index, batch, limit)) for c in calls]
     try:
-        for call, task in zip(calls, tasks, strict=True):
+        last = len(calls) - 1
+        for i, (call, task) in enumerate(zip(calls, tasks, strict=True)):
             output = await task
-            await _append_result(ctx, call, output, round_index)
+            await _append_result(ctx, call, output, round_index, last=i == last)
     except BaseException:
         for task in tasks:
             task.cancel()
@@ -73,8 +74,9 @@ def _tool_message(call: JSONObject, output: str) -> JSONObject:
     return {"role": "tool", "tool_call_id": call_parts(call)[0], "content": output}
 
 
-async def _append_result(ctx: RunContext, call: JSONObject, output: str, round_index: int) -> None:
-    await ctx.append([_tool_message(call, output)], round_index=round_index)
+async def _append_result(ctx: RunContext, call: JSONObject, output: str, round_index: int, *, last: bool) -> None:
+    # only the batch's last result precedes a round boundary, where follow-ups are drained
+    await ctx.append([_tool_message(call, output)], round_index=round_index, probe=last)
 
 
 async def _guarded(ctx: RunContext, call: JSONObject, round_index: int, batch: _Batch,
