@@ -84,13 +84,14 @@ class FragmentEncoder:
     with the history beyond a copy. Entries are bounded in number and bytes.
     """
 
-    __slots__ = ("_entries", "_limit_bytes", "_max_entries")
+    __slots__ = ("_entries", "_limit_bytes", "_max_entries", "_total")
 
     def __init__(self, *, max_entries: int = 512, limit_bytes: int = 256 << 20) -> None:
         # id(first message) -> (first message, last message, count, joined encoded bytes)
         self._entries: OrderedDict[int, tuple[Any, Any, int, bytes]] = OrderedDict()
         self._max_entries = max_entries
         self._limit_bytes = limit_bytes
+        self._total = 0
 
     def encode(self, body: dict[str, Any], head: list[Any], history: list[Any]) -> bytes:
         """``_compact(body)`` where ``body["messages"] == head + history``."""
@@ -117,17 +118,19 @@ class FragmentEncoder:
             self._entries.move_to_end(key)
         else:
             joined = _compact(history)[1:-1]  # one bulk call: the list's items, joined by ","
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._total -= len(old[3])
         self._entries[key] = (history[0], history[-1], n, joined)
+        self._total += len(joined)
         self._trim()
         return joined
 
     def _trim(self) -> None:
         entries = self._entries
-        while len(entries) > self._max_entries:
-            entries.popitem(last=False)
-        if sum(len(e[3]) for e in entries.values()) > self._limit_bytes:
-            while len(entries) > 1:
-                entries.popitem(last=False)
+        while len(entries) > self._max_entries or (self._total > self._limit_bytes and len(entries) > 1):
+            _, dropped = entries.popitem(last=False)
+            self._total -= len(dropped[3])
 
 
 def fragments_apply(dumps: Dumps | None) -> bool:

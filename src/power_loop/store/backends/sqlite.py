@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from power_loop.store.dsn import ParsedDSN
 
 MEMORY = ":memory:"
-CHECKPOINT_EVERY = 1000
+CHECKPOINT_EVERY = 200
 """Commits between two background PASSIVE checkpoints (the writer never auto-checkpoints)."""
 _BUSY_SLEEP_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 CHECKPOINT_MODES = ("PASSIVE", "FULL", "RESTART", "TRUNCATE")
