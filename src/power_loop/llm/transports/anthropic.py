@@ -48,7 +48,14 @@ from power_loop.llm.tool_names import ToolNameMap
 from power_loop.llm.transports._anthropic_request import RequestParts, TurnMemo, build_request_parts
 from power_loop.llm.transports._anthropic_response import StreamAssembler, parse_message
 from power_loop.llm.transports._lean_http import HTTPExchangeError, LeanHTTPClient, proxy_configured
-from power_loop.llm.transports._sdk_common import body_key_order, response_class, retry_after_s
+from power_loop.llm.transports._sdk_common import (
+    ChunkCallbacks,
+    Endpoint,
+    body_key_order,
+    consume_stream,
+    response_class,
+    translate_sdk_error,
+)
 from power_loop.llm.transports._sdk_wire import learn_wire_format, status_error
 
 __all__ = ["AnthropicLLMService"]
@@ -60,7 +67,12 @@ _FEATURE = "the Anthropic transport"
 # The key order of `messages.create()` in anthropic 1.x and 2.x, used if learning it fails.
 _FALLBACK_KEY_ORDER = ("max_tokens", "messages", "model", "stream", "system", "tool_choice", "tools")
 _key_order: tuple[str, ...] | None = None
-_RETRYABLE_STATUS = frozenset({408, 409, 429})
+
+
+def _anthropic_error_detail(body: Any) -> str | None:
+    error = body.get("error") if isinstance(body, dict) else None
+    detail = error.get("message") if isinstance(error, dict) else None
+    return detail if isinstance(detail, str) else None
 
 
 def _import_anthropic() -> Any:
@@ -130,6 +142,8 @@ class AnthropicLLMService:
         self._sdk: Any = None
         self._response_cls: Any = None
         self._name_maps: dict[tuple[str, ...], ToolNameMap] = {}
+        self._endpoint = Endpoint(provider="anthropic", label="anthropic endpoint", base_url=config.base_url,
+                                  timeout_s=config.timeout_s, error_detail=_anthropic_error_detail)
         self._memo = TurnMemo()
         self._lean: LeanHTTPClient | None = None
         self._lean_headers: dict[str, str] = {}
@@ -245,40 +259,10 @@ class AnthropicLLMService:
                 await response.read()
             return response
         except HTTPExchangeError as exc:
-            if exc.timed_out:
-                raise LLMProviderError(
-                    f"anthropic endpoint {self.config.base_url} did not answer within"
-                    f" timeout_s={self.config.timeout_s}", provider="anthropic", retryable=True) from exc
-            raise LLMProviderError(f"cannot reach anthropic endpoint {self.config.base_url}: {exc}",
-                                   provider="anthropic", retryable=True) from exc
+            raise (self._endpoint.timeout() if exc.timed_out else self._endpoint.unreachable(str(exc))) from exc
 
     def _translate(self, exc: BaseException) -> LLMProviderError:
-        sdk = self._sdk
-        if isinstance(exc, LLMProviderError):
-            return exc
-        if isinstance(exc, sdk.APIStatusError):
-            status = int(exc.status_code)
-            body = exc.body
-            error = body.get("error") if isinstance(body, dict) else None
-            detail = error.get("message") if isinstance(error, dict) else None
-            return LLMProviderError(
-                f"anthropic endpoint answered HTTP {status}: {detail or exc.message}",
-                provider="anthropic", status_code=status,
-                retryable=status in _RETRYABLE_STATUS or status >= 500,
-                retry_after_s=retry_after_s(exc.response.headers),
-            )
-        if isinstance(exc, sdk.APITimeoutError):
-            return LLMProviderError(
-                f"anthropic endpoint {self.config.base_url} did not answer within"
-                f" timeout_s={self.config.timeout_s}", provider="anthropic", retryable=True,
-            )
-        if isinstance(exc, sdk.APIConnectionError):
-            cause = exc.__cause__ or exc
-            return LLMProviderError(
-                f"cannot reach anthropic endpoint {self.config.base_url}: {type(cause).__name__}: {cause}",
-                provider="anthropic", retryable=True,
-            )
-        return LLMProviderError(f"anthropic SDK error: {type(exc).__name__}: {exc}", provider="anthropic")
+        return translate_sdk_error(exc, self._sdk, self._endpoint)
 
     # -- LLMService -------------------------------------------------------------------
     async def complete(
@@ -295,40 +279,14 @@ class AnthropicLLMService:
         Raises:
             LLMProviderError: (``llm.provider_error``) see the module docstring.
         """
-        streaming = (on_chunk_delta_text is not None or on_chunk_think is not None or on_stream_end is not None
-                     or on_chunk_tool_call is not None)
-        if streaming and self.supports_stream:
+        callbacks = ChunkCallbacks(on_chunk_delta_text, on_chunk_think, on_stream_end, on_chunk_tool_call)
+        if callbacks.streaming and self.supports_stream:
             assembler, parts = self._assembler(request, keep_raw=False)
-            feed = assembler.feed
-            try:
-                async with self._stream_lines(request, parts) as lines:
-                    async for line in lines:  # the hot loop: one SSE line per iteration
-                        if not line.startswith("data:"):
-                            continue
-                        chunk = feed(_event(line))
-                        if chunk is None:
-                            continue
-                        if chunk.think:
-                            await notify(on_chunk_think, chunk.think)
-                        if chunk.delta_text:
-                            await notify(on_chunk_delta_text, chunk.delta_text)
-                        if chunk.delta_tool_calls and on_chunk_tool_call is not None:
-                            for delta in chunk.delta_tool_calls:
-                                await notify(on_chunk_tool_call, delta)
-            except LLMProviderError:
-                if not assembler.done:  # an error after message_stop loses nothing
-                    raise
-            response = assembler.response()
+            response = await consume_stream(self._stream_lines(request, parts), assembler, _event, callbacks)
         else:
             response = await self._complete_once(request)
-            if streaming:
-                if response.think:
-                    await notify(on_chunk_think, response.think)
-                if response.content_text:
-                    await notify(on_chunk_delta_text, response.content_text)
-                if on_chunk_tool_call is not None:
-                    for index, call in enumerate(response.tool_calls):
-                        await notify(on_chunk_tool_call, {"index": index, **call})
+            if callbacks.streaming:
+                await callbacks.replay(response)
         await notify(on_stream_end, response)
         return response
 

@@ -59,7 +59,14 @@ from power_loop.llm.transports._openai_response import (
     parse_message,
     usage_from,
 )
-from power_loop.llm.transports._sdk_common import body_key_order, response_class, retry_after_s
+from power_loop.llm.transports._sdk_common import (
+    ChunkCallbacks,
+    Endpoint,
+    body_key_order,
+    consume_stream,
+    response_class,
+    translate_sdk_error,
+)
 from power_loop.llm.transports._sdk_wire import (
     FragmentEncoder,
     fragments_apply,
@@ -78,7 +85,6 @@ _FALLBACK_KEY_ORDER = (
     "temperature", "tool_choice", "tools",
 )
 _key_order: tuple[str, ...] | None = None
-_RETRYABLE_STATUS = frozenset({408, 409, 429})
 _TOOL_CHOICE_KEYWORDS = frozenset({"auto", "none", "required"})
 # How a json_schema response_format is sent: as is, as json_object + the schema in the
 # system prompt, or as the prompt instruction alone (each server's refusal moves one down).
@@ -142,6 +148,10 @@ class OpenAICompatLLMService:
         self._response_cls: Any = None
         self._options: dict[str, Any] = {}
         self._name_maps: dict[tuple[str, ...], ToolNameMap] = {}
+        self._endpoint = Endpoint(
+            provider="openai", label="openai-compatible endpoint", base_url=config.base_url,
+            timeout_s=config.timeout_s,
+            error_detail=lambda body: body.get("message") if isinstance(body, dict) else None)
         self.response_format_mode = _RESPONSE_FORMAT_MODES[0]
         """How a json_schema ``response_format`` is sent to this endpoint (see ``_post_adapted``)."""
         self._lean: LeanHTTPClient | None = None
@@ -278,12 +288,7 @@ class OpenAICompatLLMService:
                 await response.read()
             return response
         except HTTPExchangeError as exc:
-            if exc.timed_out:
-                raise LLMProviderError(
-                    f"openai-compatible endpoint {self.config.base_url} did not answer within"
-                    f" timeout_s={self.config.timeout_s}", provider="openai", retryable=True) from exc
-            raise LLMProviderError(f"cannot reach openai-compatible endpoint {self.config.base_url}: {exc}",
-                                   provider="openai", retryable=True) from exc
+            raise (self._endpoint.timeout() if exc.timed_out else self._endpoint.unreachable(str(exc))) from exc
 
     async def _post_adapted(self, request: LLMRequest, *, stream: bool) -> Any:
         """``_post`` with a json_schema ``response_format`` this endpoint accepts.
@@ -329,32 +334,7 @@ class OpenAICompatLLMService:
         return "response_format" in text or "json_schema" in text or "json_object" in text
 
     def _translate(self, exc: BaseException) -> LLMProviderError:
-        openai = self._openai
-        if isinstance(exc, LLMProviderError):
-            return exc
-        if isinstance(exc, openai.APIStatusError):
-            status = int(exc.status_code)
-            body = exc.body
-            detail = body.get("message") if isinstance(body, dict) else None
-            return LLMProviderError(
-                f"openai-compatible endpoint answered HTTP {status}: {detail or exc.message}",
-                provider="openai", status_code=status,
-                retryable=status in _RETRYABLE_STATUS or status >= 500,
-                retry_after_s=retry_after_s(exc.response.headers),
-            )
-        if isinstance(exc, openai.APITimeoutError):
-            return LLMProviderError(
-                f"openai-compatible endpoint {self.config.base_url} did not answer within"
-                f" timeout_s={self.config.timeout_s}", provider="openai", retryable=True,
-            )
-        if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc
-            return LLMProviderError(
-                f"cannot reach openai-compatible endpoint {self.config.base_url}:"
-                f" {type(cause).__name__}: {cause}",
-                provider="openai", retryable=True,
-            )
-        return LLMProviderError(f"openai SDK error: {type(exc).__name__}: {exc}", provider="openai")
+        return translate_sdk_error(exc, self._openai, self._endpoint)
 
     # -- LLMService -------------------------------------------------------------------
     async def complete(
@@ -371,40 +351,14 @@ class OpenAICompatLLMService:
         Raises:
             LLMProviderError: (``llm.provider_error``) see the module docstring.
         """
-        streaming = (on_chunk_delta_text is not None or on_chunk_think is not None or on_stream_end is not None
-                     or on_chunk_tool_call is not None)
-        if streaming and self.supports_stream:
+        callbacks = ChunkCallbacks(on_chunk_delta_text, on_chunk_think, on_stream_end, on_chunk_tool_call)
+        if callbacks.streaming and self.supports_stream:
             assembler = self._assembler(request, keep_raw=False)
-            feed = assembler.feed
-            try:
-                async with self._stream_lines(request) as lines:
-                    async for line in lines:  # the hot loop: one SSE line per iteration
-                        if not line.startswith("data:"):
-                            continue
-                        chunk = feed(_event(line))
-                        if chunk is None:
-                            continue
-                        if chunk.think:
-                            await notify(on_chunk_think, chunk.think)
-                        if chunk.delta_text:
-                            await notify(on_chunk_delta_text, chunk.delta_text)
-                        if chunk.delta_tool_calls and on_chunk_tool_call is not None:
-                            for delta in chunk.delta_tool_calls:
-                                await notify(on_chunk_tool_call, delta)
-            except LLMProviderError:
-                if not assembler.done:  # an error after [DONE] loses nothing
-                    raise
-            response = assembler.response()
+            response = await consume_stream(self._stream_lines(request), assembler, _event, callbacks)
         else:
             response = await self._complete_once(request)
-            if streaming:
-                if response.think:
-                    await notify(on_chunk_think, response.think)
-                if response.content_text:
-                    await notify(on_chunk_delta_text, response.content_text)
-                if on_chunk_tool_call is not None:
-                    for index, call in enumerate(response.tool_calls):
-                        await notify(on_chunk_tool_call, {"index": index, **call})
+            if callbacks.streaming:
+                await callbacks.replay(response)
         await notify(on_stream_end, response)
         return response
 
