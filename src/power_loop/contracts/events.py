@@ -12,6 +12,7 @@ little (stream deltas are created per token).
 from __future__ import annotations
 
 import itertools
+import reprlib
 import time
 from dataclasses import dataclass, field, fields
 from enum import Enum
@@ -24,6 +25,8 @@ _SEQ = itertools.count(1)
 
 
 class AgentEventType(str, Enum):
+    """Every event the kernel publishes; the value is the wire name (API.md §7)."""
+
     SESSION_STARTED = "session_started"
     SESSION_ENDED = "session_ended"
     ROUND_STARTED = "round_started"
@@ -57,14 +60,33 @@ class AgentEventType(str, Enum):
     SUBAGENT_COMPLETED = "subagent_completed"
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class BaseEventPayload:
-    """Base of every payload; ``to_dict`` is a shallow field copy."""
+    """Base of every payload; ``to_dict`` is a shallow field copy.
+
+    ``__eq__`` and ``__repr__`` are written once here and inherited (every payload is
+    declared ``repr=False, eq=False``): they behave as the generated ones would (same
+    class and equal fields; ``Name(field=value, ...)``), while generating a pair per
+    payload class would cost milliseconds of ``import power_loop``.
+    """
 
     event_type: ClassVar[AgentEventType]
 
     def to_dict(self) -> JSONObject:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        names = [f.name for f in fields(self)]
+        return tuple(getattr(self, n) for n in names) == tuple(getattr(other, n) for n in names)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable values: payloads are not hashable
+
+    @reprlib.recursive_repr()
+    def __repr__(self) -> str:
+        args = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        return f"{self.__class__.__qualname__}({args})"
 
 
 def _payload(event_type: AgentEventType) -> Any:
@@ -80,49 +102,63 @@ PAYLOAD_TYPES: dict[AgentEventType, type[BaseEventPayload]] = {}
 
 
 @_payload(AgentEventType.SESSION_STARTED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class SessionStartedPayload(BaseEventPayload):
+    """A send began on the session; ``scope`` is ``"send"``."""
+
     scope: str = "send"
 
 
 @_payload(AgentEventType.SESSION_ENDED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class SessionEndedPayload(BaseEventPayload):
+    """A send finished; ``status`` is its ``RunStatus`` value (None when it raised)."""
+
     reason: str = ""
     status: str | None = None
 
 
 @_payload(AgentEventType.ROUND_STARTED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class RoundStartedPayload(BaseEventPayload):
+    """A round (one LLM call and its tool calls) began; ``has_tools``: tools were offered."""
+
     round_index: int = 0
     has_tools: bool = False
 
 
 @_payload(AgentEventType.ROUND_COMPLETED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class RoundCompletedPayload(BaseEventPayload):
+    """A round finished; ``has_tools`` says whether it called tools."""
+
     round_index: int = 0
     has_tools: bool = False
 
 
 @_payload(AgentEventType.ROUND_TOOLS_PRESENT)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class RoundToolsPresentPayload(BaseEventPayload):
+    """The round's assistant turn asked for tool calls."""
+
     has_tools: bool = True
 
 
 @_payload(AgentEventType.LLM_CALL_STARTED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class LLMCallStartedPayload(BaseEventPayload):
+    """One LLM call attempt began; ``call_id`` is ``r<round>.a<attempt>``."""
+
     call_id: str = ""
     attempt: int = 1
     model: str | None = None
 
 
 @_payload(AgentEventType.LLM_CALL_COMPLETED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class LLMCallCompletedPayload(BaseEventPayload):
+    """One LLM call attempt ended: its duration, outcome and token counts."""
+
     call_id: str = ""
     attempt: int = 1
     model: str | None = None
@@ -135,8 +171,10 @@ class LLMCallCompletedPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.LLM_RETRY_ATTEMPTED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class LLMRetryAttemptedPayload(BaseEventPayload):
+    """A failed LLM call will be retried after ``next_sleep_seconds``."""
+
     attempt: int = 1
     max_attempts: int = 1
     error_type: str = ""
@@ -145,8 +183,10 @@ class LLMRetryAttemptedPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.LLM_DEGRADED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class LLMDegradedPayload(BaseEventPayload):
+    """The LLM could not answer (``retry_exhausted``, ``timeout`` or ``provider_error``): the send degrades."""
+
     reason: str = "provider_error"
     attempts: int = 1
     error_type: str = ""
@@ -154,56 +194,70 @@ class LLMDegradedPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.LOOP_CANCELLED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class LoopCancelledPayload(BaseEventPayload):
+    """The send stopped because its cancellation token was set."""
+
     reason: str = "cancelled"
 
 
 @_payload(AgentEventType.MEMORY_RECALLED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class MemoryRecalledPayload(BaseEventPayload):
+    """The memory provider returned ``returned`` items, ``injected`` of which went into the prompt."""
+
     returned: int = 0
     injected: int = 0
 
 
 @_payload(AgentEventType.MEMORY_FAILED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class MemoryFailedPayload(BaseEventPayload):
+    """A memory provider call failed in ``phase``; the send went on without it."""
+
     phase: str = ""
     error_type: str = ""
 
 
 @_payload(AgentEventType.STREAM_STARTED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class StreamStartedPayload(BaseEventPayload):
+    """A streamed LLM reply began."""
+
     stream_id: str = ""
 
 
 @_payload(AgentEventType.STREAM_DELTA)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class StreamDeltaPayload(BaseEventPayload):
+    """A piece of streamed reply text."""
+
     stream_id: str = ""
     text: str = ""
     is_think: bool = False
 
 
 @_payload(AgentEventType.STREAM_THINK_DELTA)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class StreamThinkDeltaPayload(BaseEventPayload):
+    """A piece of streamed reasoning (thinking) text."""
+
     stream_id: str = ""
     text: str = ""
     is_think: bool = True
 
 
 @_payload(AgentEventType.STREAM_COMPLETED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class StreamCompletedPayload(BaseEventPayload):
+    """A streamed reply ended; ``text`` is the whole reply text."""
+
     stream_id: str = ""
     text: str = ""
 
 
 @_payload(AgentEventType.STREAM_TOOL_CALL_DELTA)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class StreamToolCallDeltaPayload(BaseEventPayload):
     """A piece of a tool call the model is still streaming (its arguments arrive in parts)."""
 
@@ -217,16 +271,20 @@ class StreamToolCallDeltaPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.TOOL_CALL_STARTED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class ToolCallStartedPayload(BaseEventPayload):
+    """A tool call is about to run with ``tool_input`` (after ``tool.before`` hooks)."""
+
     name: str = ""
     tool_input: JSONObject = field(default_factory=dict)
     tool_call_id: str = ""
 
 
 @_payload(AgentEventType.TOOL_CALL_COMPLETED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class ToolCallCompletedPayload(BaseEventPayload):
+    """A tool call ended; ``output`` is the result the model sees."""
+
     name: str = ""
     tool_input: JSONObject = field(default_factory=dict)
     tool_call_id: str = ""
@@ -236,8 +294,10 @@ class ToolCallCompletedPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.TOOL_CALL_FAILED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class ToolCallFailedPayload(BaseEventPayload):
+    """A tool call failed (``error_kind``); its ``tool_call_completed`` event follows."""
+
     name: str = ""
     tool_input: JSONObject = field(default_factory=dict)
     tool_call_id: str = ""
@@ -247,7 +307,7 @@ class ToolCallFailedPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.STATUS_CHANGED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class StatusChangedPayload(BaseEventPayload):
     """``kind``: ``round_usage`` | ``auto_compact`` | ``hit_round_limit`` | ``budget_exceeded``.
 
@@ -265,16 +325,20 @@ class StatusChangedPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.USAGE_UPDATED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class UsageUpdatedPayload(BaseEventPayload):
+    """Token usage after one completed LLM call."""
+
     usage: dict[str, int] = field(default_factory=dict)
     """This call's counts plus ``cumulative_*`` totals of the send so far."""
     call_id: str = ""
 
 
 @_payload(AgentEventType.TIMER_FIRED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class TimerFiredPayload(BaseEventPayload):
+    """A session timer fired; ``outcome`` says what became of it (``delivered``, ``postponed``, ``error``…)."""
+
     timer_id: int = 0
     note: str = ""
     due_at: int = 0
@@ -282,60 +346,70 @@ class TimerFiredPayload(BaseEventPayload):
 
 
 @_payload(AgentEventType.TODO_UPDATED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class TodoUpdatedPayload(BaseEventPayload):
+    """The session's todo list changed; ``items`` is the whole new list."""
+
     items: list[JSONObject] = field(default_factory=list)
 
 
 @_payload(AgentEventType.USER_NOTIFICATION)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class UserNotificationPayload(BaseEventPayload):
+    """A message meant for the user, outside the conversation."""
+
     message: str = ""
 
 
 @_payload(AgentEventType.AGENT_ERROR)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class AgentErrorPayload(BaseEventPayload):
+    """A send ended with an exception, given as its text and type name."""
+
     error: str = ""
     error_type: str = ""
 
 
 @_payload(AgentEventType.SYSTEM_LOG)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class SystemLogPayload(BaseEventPayload):
+    """A log line from the kernel, at ``level``."""
+
     message: str = ""
     level: str = "info"
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class _SubagentPayload(BaseEventPayload):
+    """Base of the sub-agent payloads: which child session, its status and final text."""
+
     sub_session_id: str = ""
     status: str = ""
     final_text: str = ""
 
 
 @_payload(AgentEventType.SUBAGENT_TASK_START)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class SubagentTaskStartPayload(_SubagentPayload):
-    pass
+    """A sub-agent task started in child session ``sub_session_id``."""
 
 
 @_payload(AgentEventType.SUBAGENT_TEXT)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class SubagentTextPayload(_SubagentPayload):
-    pass
+    """Text a sub-agent produced."""
 
 
 @_payload(AgentEventType.SUBAGENT_LIMIT)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class SubagentLimitPayload(_SubagentPayload):
-    pass
+    """A sub-agent stopped at one of its limits."""
 
 
 @_payload(AgentEventType.SUBAGENT_COMPLETED)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class SubagentCompletedPayload(_SubagentPayload):
-    pass
+    """A sub-agent task finished with ``status`` and ``final_text``."""
 
 
 def _data_from_payload(etype: AgentEventType, payload: JSONObject) -> BaseEventPayload | None:

@@ -32,6 +32,8 @@ _COUNTERS = ("rounds", "llm_calls", "tool_calls", "prompt_tokens", "completion_t
 
 @dataclass(slots=True, kw_only=True)
 class RunContext:
+    """Everything one send needs while it runs: store, LLM, bus, hooks, window, counters."""
+
     store: SessionStore
     llm: LLMService
     retry_policy: LLMRetryPolicy

@@ -35,6 +35,8 @@ from power_loop.llm.retry import with_retry
 
 @dataclass(frozen=True, slots=True)
 class LLMCallOutcome:
+    """How one LLM call of a round ended: a response, or why there is none."""
+
     response: LLMResponse | None
     attempts: int
     cancelled: bool = False

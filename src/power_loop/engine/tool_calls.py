@@ -35,6 +35,8 @@ BATCH_STOPPED_RESULT = "<skipped: tool.after hook stopped the batch>"
 
 @dataclass(slots=True)
 class _Batch:
+    """Shared state of one batch of concurrent tool calls."""
+
     stopped: bool = False
 
 

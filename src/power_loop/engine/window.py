@@ -29,6 +29,8 @@ class PendingRound:
 
 @dataclass(slots=True)
 class SessionWindow:
+    """A session's active history as the loop caches it, valid while ``next_seq`` matches the store."""
+
     next_seq: int
     send_count: int
     messages: list[Message] = field(default_factory=list)

@@ -30,8 +30,10 @@ from power_loop.llm.contract import LLMResponse
 
 __all__ = ["StructuredOutputSpec", "parse_structured", "repair_prompt"]
 
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\n?(.*?)```", re.DOTALL)
+# Patterns, not compiled objects: ``re`` compiles and caches them on first use, so a
+# program that never asks for structured output does not pay for compiling them.
+_NAME = r"[A-Za-z0-9_-]{1,64}"
+_FENCE = r"```[A-Za-z0-9_-]*[ \t]*\n?(.*?)```"
 _SPEC_KEYS = frozenset({"name", "schema", "strict", "description", "examples"})
 
 
@@ -65,7 +67,7 @@ class StructuredOutputSpec:
         from power_loop.tools.validation import schema_definition_problems
 
         problems: list[str] = []
-        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
+        if not isinstance(self.name, str) or not re.fullmatch(_NAME, self.name):
             problems.append(f"name must match [A-Za-z0-9_-]{{1,64}}, got {self.name!r}")
         problems.extend(f"schema: {p}" for p in schema_definition_problems(self.schema))
         if not isinstance(self.examples, list) or not all(isinstance(e, dict) for e in self.examples):
@@ -205,7 +207,7 @@ def _decode(text: str) -> Any:
     stripped = text.strip()
     if not stripped:
         raise _fail("the reply is empty: expected a JSON object", "no_json", text)
-    fence = _FENCE.search(stripped)
+    fence = re.search(_FENCE, stripped, re.DOTALL)
     candidate = fence.group(1).strip() if fence else stripped
     value, error = _loads(candidate)
     if error is None:

@@ -14,6 +14,8 @@ from power_loop.engine.window import SessionWindow
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CacheStats:
+    """Counters of the per-session window cache."""
+
     size: int
     capacity: int
     hits: int

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from power_loop.contracts.errors import StoreConfigError, StoreSchemaError
-from power_loop.store.backends.endpoint import parse_endpoint
 from power_loop.store.port import Database
 from power_loop.store.rows import SchemaPolicy
 from power_loop.store.schema import ddl, dialect_for, validate_table_prefix
@@ -110,6 +109,9 @@ def parse_dsn(dsn: str) -> ParsedDSN:
         raise StoreConfigError(f"unsupported DSN scheme {scheme!r}: use {_ACCEPTED}")
     if backend == "sqlite":
         return ParsedDSN(backend="sqlite", path=_sqlite_path(rest), driver=driver or None)
+    # Only server DSNs need the endpoint parser (and urllib): SQLite users never load it.
+    from power_loop.store.backends.endpoint import parse_endpoint
+
     normal = "postgresql" if backend == "postgres" else "mysql"
     url = f"{normal}://{rest}"
     parse_endpoint(backend, url)  # validates port, database and options; never echoes the password

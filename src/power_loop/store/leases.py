@@ -30,7 +30,6 @@ import asyncio
 import os
 import socket
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -80,7 +79,8 @@ class Lease:
     """How far each renewal (and each fenced write) pushes ``expires_at``."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# eq=False: an internal record nobody compares (no generated __eq__/__hash__ to build at import).
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class LeaseRow:
     """A session's lease as stored (whoever holds it)."""
 
@@ -96,7 +96,8 @@ class LeaseRow:
         return self.expires_at > now_ms and not holder_is_dead(self.host, self.pid)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# eq=False: an internal record nobody compares (no generated __eq__/__hash__ to build at import).
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class AppendOutcome:
     """What ``SessionStore.append_batch`` wrote, and what its riders found."""
 
@@ -110,7 +111,7 @@ def default_lease_holder() -> str:
 
     The host and pid let another process on the same host see that the holder died.
     """
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(6).hex()}"
 
 
 def pid_is_alive(pid: int) -> bool:

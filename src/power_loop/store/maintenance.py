@@ -11,13 +11,15 @@ purge, ``pg_dump``/``mariadb-dump``).
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from power_loop.contracts.errors import InvalidArgumentError, SessionNotFoundError
 from power_loop.store.port import Database, Dialect
 from power_loop.store.rows import MessageState
 from power_loop.store.schema import MESSAGES, SESSIONS
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 CHECKPOINT_MODES = ("PASSIVE", "FULL", "RESTART", "TRUNCATE")
 _COMPACTED = MessageState.COMPACTED_OUT.value

@@ -26,7 +26,8 @@ Row = tuple[Any, ...]
 Params = Sequence[Any]
 
 
-@dataclass(frozen=True, slots=True)
+# eq=False: an internal record nobody compares (no generated __eq__/__hash__ to build at import).
+@dataclass(frozen=True, slots=True, eq=False)
 class Stmt:
     """One statement of a ``Database.write`` batch."""
 

@@ -10,22 +10,30 @@ from power_loop.contracts.json import JSONObject, Message
 
 
 class SessionStatus(str, Enum):
+    """Whether a session is in use or archived."""
+
     ACTIVE = "active"
     ARCHIVED = "archived"
 
 
 class SessionKind(str, Enum):
+    """A root session, or a sub-agent's child session."""
+
     ROOT = "root"
     SUBAGENT = "subagent"
 
 
 class SubagentLifecycle(str, Enum):
+    """What happens to a child session: deleted once completed, dies with its parent, or independent."""
+
     EPHEMERAL = "ephemeral"
     LINKED = "linked"
     DETACHED = "detached"
 
 
 class MessageState(str, Enum):
+    """Whether a message is in the active window, folded out by a compact, or dropped."""
+
     ACTIVE = "active"
     COMPACTED_OUT = "compacted_out"
     DROPPED = "dropped"
@@ -42,6 +50,8 @@ class SchemaPolicy(str, Enum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionRow:
+    """A session as stored: identity, tree position, prompt, config and counters."""
+
     session_id: str
     created_at: int
     updated_at: int
@@ -63,6 +73,8 @@ class SessionRow:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MessageRow:
+    """One message of a session's audit log, as stored (``seq`` orders it)."""
+
     session_id: str
     seq: int
     role: str
@@ -88,7 +100,8 @@ class MessageRow:
         return msg
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# eq=False: an internal record nobody compares (no generated __eq__/__hash__ to build at import).
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class NewMessage:
     """A message to append; the store assigns ``seq`` and ``created_at``."""
 
@@ -118,6 +131,8 @@ class NewMessage:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionStatsRow:
+    """A session's cumulative counters, bumped once per finished send."""
+
     session_id: str
     sends: int = 0
     rounds: int = 0
@@ -131,7 +146,8 @@ class SessionStatsRow:
     updated_at: int | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# eq=False: an internal record nobody compares (no generated __eq__/__hash__ to build at import).
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class StatsDelta:
     """What one finished send adds to its session's stats."""
 
@@ -147,6 +163,8 @@ class StatsDelta:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FollowUpRow:
+    """An input waiting in a session's durable follow-up queue."""
+
     session_id: str
     follow_up_id: int
     content: Any

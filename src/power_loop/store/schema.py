@@ -26,7 +26,6 @@ migration step in ``migrations.py`` plus a ``SCHEMA_VERSION`` bump).
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -43,7 +42,9 @@ LogicalType = Literal["key", "text", "int", "bigint", "json"]
 LOGICAL_TYPES: tuple[LogicalType, ...] = ("key", "text", "int", "bigint", "json")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# Columns, indexes and tables are declared once, below, and compared by identity
+# (``eq=False``: no generated __eq__/__hash__ to build at import).
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class Column:
     """One column of a logical table."""
 
@@ -54,7 +55,7 @@ class Column:
     """A numeric default only: MySQL refuses defaults on text columns."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class Index:
     """A secondary index; its SQL name is ``<prefix><table>_<suffix>``."""
 
@@ -62,7 +63,7 @@ class Index:
     columns: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class Table:
     """A logical table: its unprefixed name, columns, primary key and indexes."""
 
@@ -179,8 +180,6 @@ TABLES_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
 
 VERSION_TABLE = "schema_migrations"
 
-_PREFIX_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
-
 
 def validate_table_prefix(table_prefix: str) -> str:
     """Return ``table_prefix`` if it is ``""`` or an identifier of at most 32 characters.
@@ -192,7 +191,8 @@ def validate_table_prefix(table_prefix: str) -> str:
     """
     if not isinstance(table_prefix, str):
         raise StoreConfigError(f"table prefix must be a string, got {type(table_prefix).__name__}")
-    if table_prefix and _PREFIX_RE.fullmatch(table_prefix) is None:
+    # An ASCII identifier of at most 32 characters is exactly [A-Za-z_][A-Za-z0-9_]{0,31}.
+    if table_prefix and not (len(table_prefix) <= 32 and table_prefix.isascii() and table_prefix.isidentifier()):
         raise StoreConfigError(
             f"table prefix {table_prefix!r} is not an identifier: use letters, digits and '_'"
             " (at most 32, not starting with a digit)"

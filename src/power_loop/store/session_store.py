@@ -12,11 +12,9 @@ tuple per row. Sessions own rows in every table with a ``session_id`` column.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from power_loop.contracts.errors import InvalidArgumentError, SessionNotFoundError
 from power_loop.contracts.json import Message
@@ -43,6 +41,9 @@ from power_loop.store.sessions import (
     session_from_row,
 )
 from power_loop.store.stats import StatsQueries, check_delta, stats_from_row
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["CHECKPOINT_MODES", "Lease", "LeaseLostError", "MaintenanceCapable", "SessionStore"]
 
@@ -113,7 +114,11 @@ class SessionStore:
                 (every problem named; nothing written).
             SessionNotFoundError: ``session.not_found`` — the parent does not exist.
         """
-        sid = uuid.uuid4().hex if session_id is None else session_id
+        if session_id is None:
+            import uuid  # here, not at module level: it pulls in platform (~2 ms of import)
+
+            session_id = uuid.uuid4().hex
+        sid = session_id
         params = new_session_params(
             session_id=sid, now=self._clock(), metadata=metadata, system_prompt=system_prompt, model=model,
             config=config, kind=kind, parent_session_id=parent_session_id,

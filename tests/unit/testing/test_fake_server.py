@@ -317,3 +317,26 @@ def test_runs_as_its_own_process() -> None:
         proc.terminate()
         _, stderr = proc.communicate(timeout=10)
     assert proc.returncode == 0, stderr
+
+
+def test_a_burst_of_concurrent_connections_is_served(fake_server: FakeLLMServer) -> None:
+    # 200 clients connecting at once overflow a default (5-deep) listen backlog: some
+    # connections then look open to the client while the server never reads them.
+    import asyncio
+
+    body = json.dumps({"model": "fake-model", "messages": [user("ping")]}).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+
+    async def one() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", fake_server.port)
+        writer.write(head + body)
+        status = await reader.readline()
+        writer.close()
+        return status
+
+    async def burst() -> list[bytes]:
+        return await asyncio.wait_for(asyncio.gather(*(one() for _ in range(200))), timeout=20)
+
+    statuses = asyncio.run(burst())
+    assert statuses == [b"HTTP/1.1 200 OK\r\n"] * 200

@@ -12,7 +12,10 @@ readers see the last commit while a write is in flight). Invariants:
   write lock the batch moves to the writer thread, which retries ``BEGIN IMMEDIATE``
   (sleeping on that thread) for up to ``busy_timeout_ms``. WAL checkpoints, the only
   writes that fsync, never run inline: auto-checkpointing is off on the writer and a
-  PASSIVE checkpoint is queued on the writer thread every ``CHECKPOINT_EVERY`` commits.
+  PASSIVE checkpoint runs every ``CHECKPOINT_EVERY`` commits on a third connection with
+  its own thread, so inline writes go on while it fsyncs (a checkpoint queued on the
+  writer thread would push every write behind it onto that thread, and under concurrent
+  load they would stay there).
   ``BEGIN IMMEDIATE`` takes the write lock up front, so writers in other processes
   serialise instead of failing mid-transaction.
 * Jobs on a thread run in submission order. An interactive ``transaction()`` holds
@@ -106,9 +109,14 @@ class SQLiteDatabase:
         self._checkpoint_job: asyncio.Future[Any] | None = None
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
+        self._cconn: sqlite3.Connection | None = None
+        """The background checkpointer's connection, opened by its first checkpoint."""
         self._writer = JobThread("power_loop-sqlite-writer")
         self._reader = self._writer if self.is_memory else JobThread("power_loop-sqlite-reader")
-        queues = (self._writer.queue,) if self.is_memory else (self._writer.queue, self._reader.queue)
+        self._checkpointer: JobThread | None = None
+        queues = [self._writer.queue] if self.is_memory else [self._writer.queue, self._reader.queue]
+        self._queues = queues
+        """Every thread's queue (the checkpointer's joins when it starts), for the finalizer."""
         # Stops the threads if the database is garbage-collected without close().
         self._finalizer = weakref.finalize(self, stop_queues, queues)
 
@@ -151,7 +159,7 @@ class SQLiteDatabase:
             if not self.is_memory:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
-                conn.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run on the writer thread
+                conn.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run on the checkpointer thread
                 conn.execute("PRAGMA busy_timeout = 0")  # never wait inline: _begin retries on the thread
             else:
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
@@ -261,6 +269,15 @@ class SQLiteDatabase:
     def _rollback_job(self, _a: None, _b: None) -> None:
         assert self._wconn is not None
         self._rollback_quietly(self._wconn)
+
+    def _background_checkpoint_job(self, _a: None, _b: None) -> None:
+        """A PASSIVE checkpoint on the checkpointer's own connection (connected on first use)."""
+        try:
+            if self._cconn is None:
+                self._cconn = self._connect()
+            self._cconn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
 
     def _maintenance_job(self, sql: str, _b: None) -> list[Row]:
         assert self._wconn is not None
@@ -382,11 +399,18 @@ class SQLiteDatabase:
         self._wbusy -= 1
 
     def _schedule_checkpoint(self) -> None:
-        """A PASSIVE checkpoint on the writer thread (never inline: it may fsync)."""
+        """A PASSIVE checkpoint on the checkpointer thread (never inline: it may fsync).
+
+        PASSIVE never waits for a lock and never blocks a writer, so the writer
+        connection stays free for inline writes meanwhile.
+        """
         if self._checkpoint_job is not None and not self._checkpoint_job.done():
             return
         self._since_checkpoint = 0
-        job = self._checkpoint_job = self._wsubmit(self._maintenance_job, "PRAGMA wal_checkpoint(PASSIVE)")
+        if self._checkpointer is None:
+            self._checkpointer = JobThread("power_loop-sqlite-checkpointer")
+            self._queues.append(self._checkpointer.queue)
+        job = self._checkpoint_job = self._checkpointer.submit(self._background_checkpoint_job)
         job.add_done_callback(_ignore_outcome)
 
     @asynccontextmanager
@@ -420,11 +444,13 @@ class SQLiteDatabase:
         self._closed = True
         async with self._wlock:
             try:
+                if self._checkpointer is not None:
+                    await self._checkpointer.submit(self._close_job, self._cconn, False)
                 if not self.is_memory:
                     await self._reader.submit(self._close_job, self._rconn, False)
                 await self._wsubmit(self._close_job, self._wconn, self._has_written)
             finally:
-                self._wconn = self._rconn = None
+                self._wconn = self._rconn = self._cconn = None
                 self._finalizer()
 
     # -- maintenance capabilities (see SessionStore.vacuum/checkpoint/backup) -------------

@@ -62,6 +62,10 @@ class RecordedRequest:
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024
+    """The listen backlog (socketserver's default is 5): with a small one, a burst of concurrent
+    clients overflows the accept queue and a connection the client believes open can sit
+    unanswered until its read times out."""
     owner: FakeLLMServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:
