@@ -104,7 +104,7 @@ def s2(url: str, tmp: Path, sizes: list[int], repeat: int) -> None:
     print(f"  targets at {sizes[-1]}: ours <= 3x raw and <= 2x ours@{sizes[0]}")
 
 
-def s3(url: str, tmp: Path, sessions: int, sends: int, repeat: int = 5) -> None:
+def s3(url: str, tmp: Path, sessions: int, sends: int, repeat: int = 9) -> None:
     per: dict[str, list[float]] = {"raw": [], "ours": []}
     for r in range(repeat):  # interleaved, so machine noise hits both variants alike
         for variant in ("raw", "ours"):

@@ -35,7 +35,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from benchmarks._workload import MAX_TOKENS, MODEL, SYSTEM_PROMPT, TOOLS, lookup, user_text
+from benchmarks._workload import (
+    MAX_TOKENS,
+    MODEL,
+    SYSTEM_PROMPT,
+    TOOLS,
+    client_prefix,
+    lookup,
+    pin_server,
+    user_text,
+)
 
 WORDS = "the quick brown fox jumps over a lazy dog while rivers run to the sea "
 PROMPT = (WORDS * 40)[:2000]
@@ -81,6 +90,7 @@ def _serve(chunk_chars: int) -> int:
 def _start_server() -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.stream_bench", "--serve"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
+    pin_server(proc.pid)
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     if not line.startswith("FAKE_LLM_URL="):
@@ -291,7 +301,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _run(args: list[str]) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.stream_bench", "--worker", *args], capture_output=True,
+    out = subprocess.run([*client_prefix(), "benchmarks.stream_bench", "--worker", *args], capture_output=True,
                          text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"worker {args} failed:\n{out.stdout}\n{out.stderr}")

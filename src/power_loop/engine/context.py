@@ -57,8 +57,11 @@ class RunContext:
     tool_calls_executed: int = 0
     final_text: str = ""
     lease: Lease | None = None
-    """The session's cross-process lease: every append is fenced on it (and renews it)."""
+    """The session's cross-process lease: every append is fenced on it."""
     lease_released: bool = False
+    lease_written: bool = False
+    """This run took or renewed the lease with an append since it last let it go: later
+    appends only check it is still held (the lease keeper renews it meanwhile)."""
     recorded: StatsDelta | None = None
     """What the run already recorded in the session's stats (with its final message)."""
 
@@ -127,7 +130,8 @@ class RunContext:
                      probe: bool = True) -> list[MessageRow]:
         """Persist ``messages`` in one commit and extend the window with the stored rows.
 
-        Every append is fenced on the run's lease (renewing it); a non-final one also asks
+        Every append is fenced on the run's lease (the first one after taking or releasing it
+        also renews it; later ones only check it, see ``lease_written``); a non-final one also asks
         whether follow-ups are queued, unless ``probe=False`` (no round boundary follows it).
         ``final=True`` records the run's stats and releases the lease in the same commit (a
         run that goes on re-takes it with its next append).
@@ -148,13 +152,14 @@ class RunContext:
         outcome = await self.store.append_batch(
             self.session_id, new, expected_next_seq=self.window.next_seq, start_send=start_send,
             stats=stats, consume_follow_ups=consume_follow_ups, lease=self.lease,
-            release_lease=final, probe_follow_ups=probe,
+            release_lease=final, probe_follow_ups=probe, renew_lease=not self.lease_written,
         )
         if start_send:
             self.window.send_count += 1
         if final:
             self.recorded = self.stats_delta()
         self.lease_released = final and self.lease is not None
+        self.lease_written = self.lease is not None and not final
         if outcome.follow_ups_waiting:
             self.follow_up_signal.set()
         self.window.extend(outcome.rows)

@@ -18,15 +18,16 @@ Invariants:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from typing import Any
 
 _WIRE_LEGAL = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ILLEGAL_CHAR = re.compile(r"[^A-Za-z0-9_-]")
 _MAX_WIRE = 64
 _HASH_HEX = 8
 
-__all__ = ["ToolNameMap", "is_wire_legal", "legal_wire_name"]
+__all__ = ["ToolNameMap", "ToolNameMapCache", "is_wire_legal", "legal_wire_name"]
 
 
 def is_wire_legal(name: str) -> bool:
@@ -136,3 +137,40 @@ class ToolNameMap:
     def __repr__(self) -> str:
         changed = {n: w for n, w in self._to_wire.items() if n != w}
         return f"ToolNameMap({len(self._to_wire)} names, renamed={changed!r})"
+
+
+def _offered_name(tool: Mapping[str, Any]) -> str:
+    """A tool dict's name: OpenAI-shaped (``function.name``) or Anthropic-shaped (``name``)."""
+    return str((tool.get("function") or {}).get("name") or tool.get("name"))
+
+
+class ToolNameMapCache:
+    """The ``ToolNameMap`` of each offered tool list a transport sees (bounded).
+
+    A send offers the same tool dicts every round, so the previous call's list is
+    recognised by comparing the dicts (identity first) without reading their names again.
+    """
+
+    __slots__ = ("_last", "_maps", "_max")
+
+    def __init__(self, max_maps: int = 64) -> None:
+        self._maps: dict[tuple[str, ...], ToolNameMap] = {}
+        self._last: tuple[tuple[Any, ...], ToolNameMap] | None = None
+        self._max = max_maps
+
+    def get(self, tools: Iterable[Any] | None) -> ToolNameMap | None:
+        """The map for ``tools`` (dicts; anything else is ignored), or None when there are none."""
+        if not tools:
+            return None
+        offered = tuple(tools)
+        last = self._last
+        if last is not None and last[0] == offered:
+            return last[1]
+        names = tuple(_offered_name(t) for t in offered if isinstance(t, dict))
+        name_map = self._maps.get(names)
+        if name_map is None:
+            if len(self._maps) >= self._max:
+                self._maps.clear()
+            name_map = self._maps[names] = ToolNameMap(names)
+        self._last = (offered, name_map)
+        return name_map

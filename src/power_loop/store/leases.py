@@ -139,7 +139,7 @@ def holder_is_dead(host: str | None, pid: int | None) -> bool:
 class LeaseQueries:
     """The rendered SQL of the leases table for one dialect and prefix."""
 
-    __slots__ = ("fence", "insert", "read", "release", "take_over")
+    __slots__ = ("append_fence_held", "fence", "insert", "read", "release", "take_over")
 
     def __init__(self, dialect: Dialect, table_prefix: str) -> None:
         t = f"{table_prefix}{SESSION_LEASES.name}"
@@ -157,6 +157,14 @@ class LeaseQueries:
         )
         self.fence = r(f"UPDATE {t} SET expires_at = ? WHERE session_id = ? AND holder = ? AND epoch = ?")
         self.release = r(f"UPDATE {t} SET expires_at = 0 WHERE session_id = ? AND holder = ? AND epoch = ?")
+        self.append_fence_held = r(
+            f"UPDATE {s} SET next_seq = next_seq + ?, send_count = send_count + ?, updated_at = ?"
+            f" WHERE session_id = ? AND next_seq = ? AND EXISTS (SELECT 1 FROM {t} l"
+            " WHERE l.session_id = ? AND l.holder = ? AND l.epoch = ?)"
+        )
+        """The append fence (``SessionQueries.fence``) that also requires the lease to be held,
+        without renewing it: no write to the lease row. Only where writes are serialised
+        (``Dialect.serialized_writes``); elsewhere the lease is fenced by writing its row."""
 
     def lease_fence(self, lease: Lease, now: int) -> Stmt:
         """The statement that refuses a batch unless ``lease`` is still held, and renews it."""

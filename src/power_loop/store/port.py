@@ -70,6 +70,10 @@ class Dialect(Protocol):
     name: str
     """``"sqlite"``, ``"postgres"`` or ``"mysql"``."""
 
+    serialized_writes: bool
+    """Write transactions run one at a time (SQLite's ``BEGIN IMMEDIATE``): a read inside
+    one sees the final state of every row until it commits, as good as a row lock."""
+
     def render(self, sql: str) -> str:
         """Rewrite ``?`` placeholders into the driver's style (``$1``, ``%s``)."""
         ...

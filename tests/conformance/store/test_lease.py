@@ -125,6 +125,42 @@ async def test_a_fenced_write_renews_the_lease(store: SessionStore) -> None:
     assert (await store.acquire_lease(sid, holder="b", ttl_ms=TTL, wait_s=0)).epoch == 2
 
 
+async def test_renew_lease_false_checks_the_lease_and_writes_it_only_where_it_must(store: SessionStore) -> None:
+    clock = Clock()
+    store = clocked(store, clock)
+    sid = (await store.create_session()).session_id
+    lease = await store.acquire_lease(sid, holder="a", ttl_ms=1_000, wait_s=0)
+    clock.now += 900
+    await store.append_batch(sid, [user("1")], expected_next_seq=1, lease=lease, renew_lease=False)
+    held = await store.get_lease(sid)
+    assert held is not None and (held.holder, held.epoch) == ("a", 1)
+    if store.db.dialect.serialized_writes:  # only checked: the row keeps the acquire's expiry
+        assert held.expires_at == lease.expires_at
+    else:  # concurrent writers: the lease row is written (renewed) to hold it
+        assert held.expires_at == clock.now + 1_000
+    # Taken over: a check-only batch is refused like a renewing one, and writes nothing.
+    clock.now += 5_000
+    await store.acquire_lease(sid, holder="b", ttl_ms=TTL, wait_s=0)
+    with pytest.raises(LeaseLostError):
+        await store.append_batch(sid, [user("stale")], expected_next_seq=2, lease=lease, renew_lease=False,
+                                 stats=StatsDelta(rounds=1), release_lease=True)
+    assert [m.content for m in await store.load_all_messages(sid)] == ["1"]
+    held = await store.get_lease(sid)
+    assert held is not None and (held.holder, held.epoch) == ("b", 2) and held.expires_at > clock.now
+    # A stale seq under a held lease is still a WriteConflict; an unknown session is not found.
+    mine = await store.acquire_lease(sid, holder="b", ttl_ms=TTL, wait_s=0)
+    with pytest.raises(WriteConflict, match="next_seq 2"):
+        await store.append_batch(sid, [user("x")], expected_next_seq=1, lease=mine, renew_lease=False)
+    with pytest.raises(SessionNotFoundError):
+        await store.append_batch("nope", [user("x")], expected_next_seq=1, renew_lease=False,
+                                 lease=Lease(session_id="nope", holder="b", epoch=1, expires_at=0, ttl_ms=TTL))
+    # The release rides in the same commit.
+    await store.append_batch(sid, [user("2")], expected_next_seq=2, lease=mine, renew_lease=False,
+                             release_lease=True)
+    held = await store.get_lease(sid)
+    assert held is not None and held.expires_at == 0
+
+
 async def test_busy_waits_for_wait_s_then_raises(store: SessionStore) -> None:
     sid = (await store.create_session()).session_id
     await store.acquire_lease(sid, holder="a", ttl_ms=60_000, wait_s=0)

@@ -8,7 +8,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from power_loop.llm.tool_names import ToolNameMap, is_wire_legal, legal_wire_name
+from power_loop.llm.tool_names import ToolNameMap, ToolNameMapCache, is_wire_legal, legal_wire_name
 
 REGISTRY_NAME = st.from_regex(r"[A-Za-z0-9_.:-]{1,128}", fullmatch=True)
 WIRE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -73,3 +73,18 @@ def test_names_outside_the_map_never_impersonate_one_in_it() -> None:
     assert wire != "fs_add" and is_wire_legal(wire)
     assert mapping.to_wire("old_tool") == "old_tool"
     assert "old_tool" in mapping.unchanged
+
+
+def test_map_cache_recognises_the_offered_list_and_follows_changes() -> None:
+    cache = ToolNameMapCache(max_maps=2)
+    tools = [{"type": "function", "function": {"name": "fs.read"}}, {"name": "kb search"}]
+    first = cache.get(tools)
+    assert first is not None and first.to_wire("fs.read") != "fs.read" and first.from_wire(
+        first.to_wire("kb search")) == "kb search"
+    assert cache.get(tools) is first  # the same dicts: the same map
+    assert cache.get([dict(t) for t in tools]) is first  # equal copies: looked up by names, the same map
+    other = cache.get([{"type": "function", "function": {"name": "fs.write"}}])
+    assert other is not None and other is not first and other.from_wire(other.to_wire("fs.write")) == "fs.write"
+    assert cache.get([]) is None and cache.get(None) is None
+    cache.get([{"name": "a"}])  # a third list: the bound clears the cache, nothing breaks
+    assert cache.get(tools) is not None

@@ -12,9 +12,11 @@ from loop_support import LoopFactory, roles
 from power_loop import (
     AgentEventBus,
     AgentEventType,
+    AgentLoopConfig,
     CancellationToken,
     FollowUpQueued,
     LoopClosedError,
+    SessionBusyError,
     StatefulAgentLoop,
     StoreConfigError,
     ToolBeforeCtx,
@@ -159,3 +161,26 @@ async def test_invalid_table_prefix_is_refused_on_first_use(tmp_path: object) ->
         await loop.new_session()
     assert "x;drop table" in str(info.value)
     assert not await asyncio.to_thread(Path(f"{tmp_path}/p.db").exists)
+
+
+async def test_the_lease_stays_held_through_a_send_longer_than_its_ttl(make_loop: LoopFactory) -> None:
+    # Appends after the first only check the lease (no write); the keeper renews it every
+    # ttl/3. A send of ~2 ttl must keep it: another holder is refused throughout.
+    llm = ScriptedLLM([ScriptedLLM.tool_calls([("slow", {"seconds": 0.8})]),
+                       ScriptedLLM.tool_calls([("slow", {"seconds": 0.8})]), "done"])
+    loop = make_loop(llm, config=AgentLoopConfig(lease_ttl_s=1))
+    sid = await loop.new_session()
+    send = asyncio.ensure_future(loop.send("go", session_id=sid))
+    store = await loop.ensure_store()
+    refused = 0
+    for _ in range(12):
+        await asyncio.sleep(0.2)
+        if send.done():
+            break
+        with pytest.raises(SessionBusyError):
+            await store.acquire_lease(sid, holder="intruder", ttl_ms=10_000, wait_s=0)
+        refused += 1
+    result = await send
+    assert result.status == "completed" and refused >= 6  # >= 1.2 s: past the 1 s the first append set
+    lease = await store.get_lease(sid)
+    assert lease is not None and lease.expires_at == 0  # let go at the end of the send

@@ -1,12 +1,14 @@
 """A lean HTTP/1.1 exchange for the transports' hot path: one POST, JSON or SSE back.
 
-Why it exists: the SDKs' HTTP stack (httpx, h11, anyio) costs ~0.6 ms CPU per call,
-more than a whole durable send of hand-written code. The transports keep the official
-SDK client for everything else — base URL, auth and default headers, body
-serialisation, error classes — and use this only to move bytes: keep-alive connections
-on asyncio streams, TLS, Content-Length and chunked bodies, line iteration for SSE, an
-inactivity timeout. It never follows redirects and never uses a proxy: transports fall
-back to the SDK's own client when a proxy is configured in the environment.
+Why it exists: the SDKs' HTTP stack (httpx, h11, anyio) costs ~0.6 ms CPU per call, more
+than a whole durable send of hand-written code. The transports keep the official SDK
+client for everything else — base URL, auth and default headers, body serialisation,
+error classes — and use this only to move bytes: keep-alive connections on asyncio
+streams, TLS, Content-Length and chunked bodies, line iteration for SSE, an inactivity
+timeout (a read waiting longer than ``timeout_s`` aborts its connection; one watchdog
+timer per client checks the connections in use, so a read costs no timer). It never
+follows redirects and never uses a proxy: transports fall back to the SDK's own client
+when a proxy is configured in the environment.
 
 Invariants: a connection returns to the pool only after its response was read to the
 end; a request on a reused connection that finds it closed before any response byte is
@@ -17,7 +19,9 @@ level: connect, reset, timeout) — HTTP error statuses are ordinary responses.
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
@@ -52,12 +56,15 @@ def _ssl_context() -> ssl.SSLContext:
 
 
 class _Conn:
-    __slots__ = ("reader", "reused", "writer")
+    __slots__ = ("deadline", "reader", "reused", "timed_out", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.reused = False
+        self.deadline = math.inf
+        """``time.monotonic()`` by which the read in progress must get data (inf: none waits)."""
+        self.timed_out = False
 
     def close(self) -> None:
         self.writer.close()
@@ -173,6 +180,7 @@ class LeanResponse:
     def _discard(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
+            self._client.forget(conn)
             conn.close()
 
 
@@ -191,33 +199,50 @@ class LeanHTTPClient:
         self.timeout_s = timeout_s
         self._ssl = _ssl_context() if parts.scheme == "https" else None
         self._idle: list[_Conn] = []
+        self._busy: set[_Conn] = set()
+        """Connections checked out (a request or its response in progress): what the watchdog checks."""
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._tick_s = min(1.0, timeout_s / 8)
+        """Watchdog period: a timed-out read is aborted within ``timeout_s + tick``."""
         self._heads: dict[tuple[str, tuple[tuple[str, str], ...]], bytes] = {}
         self._max_idle = max_idle
         self._closed = False
 
     async def guard(self, conn: _Conn, awaitable: Awaitable[bytes]) -> bytes:
-        """Await one read; a watchdog aborts the socket after ``timeout_s`` without data.
+        """Await one read; the watchdog aborts the socket after ``timeout_s`` without data.
 
-        (A timer handle per read is far cheaper than ``asyncio.wait_for``, which starts a
-        task each time.)
+        (A deadline on the connection costs one clock read; a timer handle per read, or
+        ``asyncio.wait_for``, which starts a task, would cost far more per streamed chunk.)
         """
-        fired = False
-
-        def fire() -> None:
-            nonlocal fired
-            fired = True
-            conn.writer.transport.abort()
-
-        handle = asyncio.get_running_loop().call_later(self.timeout_s, fire)
+        conn.deadline = time.monotonic() + self.timeout_s
         try:
             return await awaitable
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            if fired:
+            if conn.timed_out:
                 raise HTTPExchangeError(f"no data from {self.host}:{self.port} within {self.timeout_s}s",
                                         timed_out=True) from exc
             raise
         finally:
-            handle.cancel()
+            conn.deadline = math.inf
+
+    def _watch(self, conn: _Conn) -> None:
+        self._busy.add(conn)
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().call_later(self._tick_s, self._sweep)
+
+    def _sweep(self) -> None:
+        """Abort every connection whose pending read is past its deadline; re-arm while any is busy."""
+        now = time.monotonic()
+        for conn in list(self._busy):
+            if conn.writer.is_closing():
+                self._busy.discard(conn)
+            elif conn.deadline <= now:
+                conn.timed_out = True
+                self._busy.discard(conn)
+                conn.writer.transport.abort()
+        self._watchdog = None
+        if self._busy and not self._closed:
+            self._watchdog = asyncio.get_running_loop().call_later(self._tick_s, self._sweep)
 
     async def _connect(self) -> _Conn:
         try:
@@ -230,8 +255,13 @@ class LeanHTTPClient:
             raise HTTPExchangeError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         return _Conn(reader, writer)
 
+    def forget(self, conn: _Conn) -> None:
+        """Stop watching a connection that is being dropped."""
+        self._busy.discard(conn)
+
     def checkin(self, conn: _Conn, *, keep: bool) -> None:
         """Return a connection whose response was fully read."""
+        self._busy.discard(conn)
         if keep and not self._closed and len(self._idle) < self._max_idle and not conn.writer.is_closing():
             conn.reused = True
             self._idle.append(conn)
@@ -249,6 +279,7 @@ class LeanHTTPClient:
         payload = b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
         for attempt in (0, 1):
             conn = self._idle.pop() if self._idle else await self._connect()
+            self._watch(conn)
             try:
                 conn.writer.write(payload)
                 raw = await self.guard(conn, conn.reader.readuntil(b"\r\n\r\n"))
@@ -282,6 +313,9 @@ class LeanHTTPClient:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()

@@ -28,8 +28,13 @@ _PROBE: dict[str, Any] = {
 }
 
 
+# One encoder for the process (``json.dumps`` with options builds one per call), and
+# json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False) exactly.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
 def _compact(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    return _COMPACT(obj).encode()
 
 
 def _classic(obj: Any) -> bytes:

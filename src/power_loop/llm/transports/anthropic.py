@@ -44,7 +44,7 @@ from power_loop.llm._streaming import notify
 from power_loop.llm.config import LLMProviderConfig
 from power_loop.llm.contract import LLMRequest, LLMResponse, LLMStreamChunk
 from power_loop.llm.retry import LLMRetryPolicy
-from power_loop.llm.tool_names import ToolNameMap
+from power_loop.llm.tool_names import ToolNameMap, ToolNameMapCache
 from power_loop.llm.transports._anthropic_request import RequestParts, TurnMemo, build_request_parts
 from power_loop.llm.transports._anthropic_response import StreamAssembler, parse_message
 from power_loop.llm.transports._lean_http import HTTPExchangeError, LeanHTTPClient, proxy_configured
@@ -141,7 +141,7 @@ class AnthropicLLMService:
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._sdk: Any = None
         self._response_cls: Any = None
-        self._name_maps: dict[tuple[str, ...], ToolNameMap] = {}
+        self._name_maps = ToolNameMapCache()
         self._endpoint = Endpoint(provider="anthropic", label="anthropic endpoint", base_url=config.base_url,
                                   timeout_s=config.timeout_s, error_detail=_anthropic_error_detail)
         self._memo = TurnMemo()
@@ -190,16 +190,7 @@ class AnthropicLLMService:
 
     # -- requests ---------------------------------------------------------------------
     def _name_map(self, tools: list[JSONObject] | None) -> ToolNameMap | None:
-        if not tools:
-            return None
-        names = tuple(str((t.get("function") or {}).get("name") or t.get("name")) for t in tools
-                      if isinstance(t, dict))
-        name_map = self._name_maps.get(names)
-        if name_map is None:
-            if len(self._name_maps) >= 64:
-                self._name_maps.clear()
-            name_map = self._name_maps[names] = ToolNameMap(names)
-        return name_map
+        return self._name_maps.get(tools)
 
     def _parts(self, request: LLMRequest) -> tuple[RequestParts, ToolNameMap | None]:
         name_map = self._name_map(request.tools)

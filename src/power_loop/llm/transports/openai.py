@@ -51,7 +51,7 @@ from power_loop.llm._streaming import estimated_usage, notify
 from power_loop.llm.config import LLMProviderConfig
 from power_loop.llm.contract import LLMRequest, LLMResponse, LLMStreamChunk
 from power_loop.llm.retry import LLMRetryPolicy
-from power_loop.llm.tool_names import ToolNameMap
+from power_loop.llm.tool_names import ToolNameMap, ToolNameMapCache
 from power_loop.llm.transports._lean_http import HTTPExchangeError, LeanHTTPClient, proxy_configured
 from power_loop.llm.transports._openai_response import (
     StreamAssembler,
@@ -147,7 +147,7 @@ class OpenAICompatLLMService:
         self._openai: Any = None
         self._response_cls: Any = None
         self._options: dict[str, Any] = {}
-        self._name_maps: dict[tuple[str, ...], ToolNameMap] = {}
+        self._name_maps = ToolNameMapCache()
         self._endpoint = Endpoint(
             provider="openai", label="openai-compatible endpoint", base_url=config.base_url,
             timeout_s=config.timeout_s,
@@ -209,15 +209,7 @@ class OpenAICompatLLMService:
 
     # -- requests ---------------------------------------------------------------------
     def _name_map(self, tools: list[JSONObject] | None) -> ToolNameMap | None:
-        if not tools:
-            return None
-        names = tuple(str((t.get("function") or {}).get("name")) for t in tools if isinstance(t, dict))
-        name_map = self._name_maps.get(names)
-        if name_map is None:
-            if len(self._name_maps) >= 64:
-                self._name_maps.clear()
-            name_map = self._name_maps[names] = ToolNameMap(names)
-        return name_map
+        return self._name_maps.get(tools)
 
     def build_body(self, request: LLMRequest, *, stream: bool) -> JSONObject:
         """The JSON body for ``request``, keys in the SDK's ``create()`` order.

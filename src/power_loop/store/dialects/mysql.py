@@ -32,6 +32,8 @@ class MySQLDialect:
     name: str = "mysql"
     inline_indexes: bool = True
     """MySQL lacks ``CREATE INDEX IF NOT EXISTS``: indexes go inside ``CREATE TABLE``."""
+    serialized_writes: bool = False
+    """Concurrent write transactions: what a fence must hold, it locks by writing."""
     table_options: str = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
 
     def render(self, sql: str) -> str:

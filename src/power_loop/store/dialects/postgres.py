@@ -24,6 +24,8 @@ class PostgresDialect:
     name: str = "postgres"
     inline_indexes: bool = False
     """PostgreSQL has ``CREATE INDEX IF NOT EXISTS``."""
+    serialized_writes: bool = False
+    """Concurrent write transactions: what a fence must hold, it locks by writing."""
     table_options: str = ""
 
     def render(self, sql: str) -> str:

@@ -21,6 +21,8 @@ class SQLiteDialect:
     name: str = "sqlite"
     inline_indexes: bool = False
     """SQLite has ``CREATE INDEX IF NOT EXISTS``."""
+    serialized_writes: bool = True
+    """Each write batch holds the database's one write lock (BEGIN IMMEDIATE)."""
 
     def render(self, sql: str) -> str:
         """Return ``sql`` unchanged: the sqlite3 module takes ``?`` placeholders."""
