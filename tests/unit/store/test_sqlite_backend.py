@@ -236,3 +236,91 @@ async def test_a_lock_held_past_busy_timeout_fails_cleanly(tmp_path: Path) -> No
         assert await db.write([Stmt("INSERT INTO t VALUES (2)")]) == [1]  # usable afterwards
     finally:
         await db.close()
+
+
+async def _concurrent_writes(db: SQLiteDatabase, batches: list[list[Stmt]]) -> list[object]:
+    """Issue ``batches`` from concurrent tasks in one loop turn (so they group)."""
+    return await asyncio.gather(*(db.write(b) for b in batches), return_exceptions=True)
+
+
+async def test_concurrent_writes_share_one_transaction_and_fail_alone(tmp_path: Path) -> None:
+    db = await SQLiteDatabase.open(str(tmp_path / "group.db"))
+    try:
+        await db.write([Stmt("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")])
+        seen: list[str] = []
+        assert db._wconn is not None
+        db._wconn.set_trace_callback(seen.append)
+        outcomes = await _concurrent_writes(db, [
+            [Stmt("INSERT INTO t VALUES ('a', 1)")],
+            [Stmt("INSERT INTO t VALUES ('b', 1)"), Stmt("UPDATE t SET v = 9 WHERE k = 'zz'", expect_rows=1)],
+            [Stmt("INSERT INTO t VALUES ('a', 2)")],  # a duplicate key: a store error of its own
+            [Stmt("INSERT INTO t VALUES ('c', 1)"), Stmt("UPDATE t SET v = v + 1 WHERE k = 'c'", expect_rows=1)],
+        ])
+        db._wconn.set_trace_callback(None)
+        assert outcomes[0] == [1] and outcomes[3] == [1, 1]
+        assert isinstance(outcomes[1], WriteConflict) and "nothing was written" in str(outcomes[1])
+        assert isinstance(outcomes[2], StoreError) and "UNIQUE" in str(outcomes[2])
+        # One transaction for the four batches; the failed ones rolled back alone.
+        assert seen.count("BEGIN IMMEDIATE") == 1 and seen.count("COMMIT") == 1
+        assert await db.fetchall("SELECT k, v FROM t ORDER BY k") == [("a", 1), ("c", 2)]
+        assert db.counters.commits == 1 + 2  # the CREATE, then one per batch written
+    finally:
+        await db.close()
+
+
+async def test_grouped_writes_pending_at_close_are_committed(tmp_path: Path) -> None:
+    path = str(tmp_path / "close.db")
+    db = await SQLiteDatabase.open(path)
+    await db.write([Stmt("CREATE TABLE t (k TEXT PRIMARY KEY)")])
+    writes = [asyncio.ensure_future(db.write([Stmt("INSERT INTO t VALUES (?)", (str(i),))])) for i in range(5)]
+    await asyncio.sleep(0)  # the writes queued for the next turn's group commit
+    await db.close()
+    assert [await w for w in writes] == [[1]] * 5
+    check = sqlite3.connect(path)
+    assert check.execute("SELECT count(*) FROM t").fetchone() == (5,)
+    check.close()
+
+
+async def test_a_group_meeting_another_connections_lock_waits_on_the_writer_thread(tmp_path: Path) -> None:
+    import threading
+
+    path = str(tmp_path / "group-locked.db")
+    db = await SQLiteDatabase.open(path)
+    try:
+        await db.write([Stmt("CREATE TABLE t (x INTEGER)")])
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.3, lambda: other.execute("COMMIT")).start()
+        outcomes = await _concurrent_writes(db, [[Stmt("INSERT INTO t VALUES (?)", (i,))] for i in range(3)])
+        assert outcomes == [[1], [1], [1]]
+        assert await db.fetchall("SELECT x FROM t ORDER BY x") == [(0,), (1,), (2,)]
+        other.close()
+    finally:
+        await db.close()
+
+
+async def test_a_group_waits_for_an_open_transaction(tmp_path: Path) -> None:
+    db = await SQLiteDatabase.open(str(tmp_path / "group-tx.db"))
+    try:
+        await db.write([Stmt("CREATE TABLE t (x INTEGER)")])
+        release = asyncio.Event()
+        entered = asyncio.Event()
+
+        async def holder() -> None:
+            async with db.transaction() as tx:
+                entered.set()
+                await release.wait()
+                await tx.execute("INSERT INTO t VALUES (0)")
+
+        task = asyncio.create_task(holder())
+        await entered.wait()
+        writes = asyncio.ensure_future(_concurrent_writes(db, [[Stmt("INSERT INTO t VALUES (?)", (i,))]
+                                                               for i in (1, 2)]))
+        await asyncio.sleep(0.05)
+        assert not writes.done()  # queued behind the transaction, not inside it
+        release.set()
+        await task
+        assert await writes == [[1], [1]]
+        assert await db.fetchall("SELECT x FROM t ORDER BY x") == [(0,), (1,), (2,)]
+    finally:
+        await db.close()

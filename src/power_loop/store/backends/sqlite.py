@@ -18,6 +18,14 @@ readers see the last commit while a write is in flight). Invariants:
   load they would stay there).
   ``BEGIN IMMEDIATE`` takes the write lock up front, so writers in other processes
   serialise instead of failing mid-transaction.
+* Group commit: a batch written while other tasks are ready to run in the same loop turn
+  (concurrent sends) waits for the start of the next turn, and every batch queued by
+  then commits in one transaction, each batch inside its own savepoint (atomic alone: a
+  failing batch is rolled back and gets its error, the rest commit). Each ``write``
+  still returns only once its batch is committed; a lone writer (nothing else ready)
+  commits at once. Under concurrent load this shares one ``BEGIN``/``COMMIT`` and the
+  WAL frames of shared pages among many batches. (Asyncio's ready queue is read through
+  the private ``_ready`` attribute; event loops without it always commit at once.)
 * Jobs on a thread run in submission order. An interactive ``transaction()`` holds
   ``_wlock`` from BEGIN to COMMIT; a ``write`` only waits for that lock when it is held,
   and anything it queued before the lock was taken finishes before BEGIN runs.
@@ -33,15 +41,24 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from power_loop.contracts.errors import InvalidArgumentError, StoreConnectError, StoreError
+from power_loop.contracts.errors import InvalidArgumentError, StoreError
 from power_loop.store.backends.job_thread import JobThread, stop_queues
+from power_loop.store.backends.sqlite_batches import (
+    Busy,
+    Group,
+    begin_immediate,
+    rollback_quietly,
+    settle,
+    translate,
+    write_batch,
+    write_group,
+)
 from power_loop.store.dialects.sqlite import SQLiteDialect
 from power_loop.store.port import (
     Database,
@@ -51,7 +68,6 @@ from power_loop.store.port import (
     Row,
     Stmt,
     Transaction,
-    WriteConflict,
 )
 
 if TYPE_CHECKING:
@@ -60,29 +76,12 @@ if TYPE_CHECKING:
 MEMORY = ":memory:"
 CHECKPOINT_EVERY = 200
 """Commits between two background PASSIVE checkpoints (the writer never auto-checkpoints)."""
-_BUSY_SLEEP_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 CHECKPOINT_MODES = ("PASSIVE", "FULL", "RESTART", "TRUNCATE")
-
-
-class _Busy(Exception):
-    """Inline ``BEGIN IMMEDIATE`` found the write lock held by another connection."""
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
 
 
 def _ignore_outcome(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()  # a failed background checkpoint is retried at the next one
-
-
-def _translate(exc: sqlite3.Error, path: str) -> StoreError:
-    text = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and "unable to open" in text:
-        return StoreConnectError(f"cannot open SQLite database {path!r}: {text} (does its directory exist?)")
-    return StoreError(f"SQLite error on {path!r}: {text}")
 
 
 class SQLiteDatabase:
@@ -105,6 +104,10 @@ class SQLiteDatabase:
         self._wbusy = 0
         """Jobs submitted to the writer thread and not finished: inline writes wait their turn."""
         self._inline_ok = not self.is_memory
+        self._group: Group = []
+        """Write batches waiting for the group commit scheduled at the next loop turn."""
+        self._group_tasks: set[asyncio.Future[None]] = set()
+        """Group commits waiting for the writer thread (another process's lock, a transaction)."""
         self._since_checkpoint = 0
         self._checkpoint_job: asyncio.Future[Any] | None = None
         self._wconn: sqlite3.Connection | None = None
@@ -146,7 +149,7 @@ class SQLiteDatabase:
                 check_same_thread=False,  # the writer connection also runs inline writes, never concurrently
             )
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate(exc, self.path) from exc
         return conn
 
     def _open_writer(self, _a: None, _b: None) -> None:
@@ -165,7 +168,7 @@ class SQLiteDatabase:
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             conn.execute("PRAGMA foreign_keys = OFF")
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate(exc, self.path) from exc
         if self.is_memory:
             self._rconn = conn
 
@@ -175,7 +178,7 @@ class SQLiteDatabase:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             conn.execute("PRAGMA query_only = ON")
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate(exc, self.path) from exc
 
     def _fetchone_job(self, sql: str, params: Params) -> Row | None:
         assert self._rconn is not None
@@ -184,7 +187,7 @@ class SQLiteDatabase:
             row: Row | None = cur.fetchone()
             cur.close()  # resets the statement: no read snapshot stays open
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate(exc, self.path) from exc
         return row
 
     def _fetchall_job(self, sql: str, params: Params) -> list[Row]:
@@ -192,62 +195,28 @@ class SQLiteDatabase:
         try:
             rows: list[Row] = self._rconn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate(exc, self.path) from exc
         return rows
 
     def _begin(self, conn: sqlite3.Connection, *, inline: bool) -> None:
-        """``BEGIN IMMEDIATE``; on the writer thread, wait for another process's lock.
-
-        Raises:
-            _Busy: inline only — the lock is held elsewhere (retry on the writer thread).
-        """
-        if self.is_memory:
-            conn.execute("BEGIN IMMEDIATE")
-            return
-        deadline = time.monotonic() + self.busy_timeout_ms / 1000
-        attempt = 0
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
-                    raise
-                if inline:
-                    raise _Busy from exc
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(_BUSY_SLEEP_S[min(attempt, len(_BUSY_SLEEP_S) - 1)])
-                attempt += 1
+        begin_immediate(conn, inline=inline, wait_s=0 if self.is_memory else self.busy_timeout_ms / 1000)
 
     def _write_job(self, stmts: Sequence[Stmt], inline: bool | None) -> list[int]:
-        conn = self._wconn
-        assert conn is not None
-        try:
-            self._begin(conn, inline=bool(inline))
-            counts: list[int] = []
-            for stmt in stmts:
-                n = conn.execute(stmt.sql, stmt.params).rowcount
-                if stmt.expect_rows is not None and n != stmt.expect_rows:
-                    conn.execute("ROLLBACK")
-                    raise WriteConflict(
-                        f"fenced statement affected {n} row(s), expected {stmt.expect_rows}; nothing was"
-                        f" written: {stmt.sql}",
-                        sql=stmt.sql, expected=stmt.expect_rows, actual=n,
-                    )
-                counts.append(n)
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback_quietly(conn)
-            raise _translate(exc, self.path) from exc
-        return counts
+        assert self._wconn is not None
+        return write_batch(self._wconn, stmts, inline=bool(inline), wait_s=self.busy_timeout_ms / 1000,
+                           path=self.path)
+
+    def _group_job(self, batches: list[Sequence[Stmt]], inline: bool | None) -> list[list[int] | StoreError]:
+        assert self._wconn is not None
+        return write_group(self._wconn, batches, inline=bool(inline), wait_s=self.busy_timeout_ms / 1000,
+                           path=self.path)
 
     def _begin_job(self, _a: None, _b: None) -> int:
         assert self._wconn is not None
         try:
             self._begin(self._wconn, inline=False)
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate(exc, self.path) from exc
         return 0
 
     def _tx_exec_job(self, sql: str, params: Params) -> int:
@@ -256,19 +225,19 @@ class SQLiteDatabase:
         try:
             return self._wconn.execute(sql, params).rowcount
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate(exc, self.path) from exc
 
     def _tx_fetch_job(self, sql: str, params: Params) -> list[Row]:
         assert self._wconn is not None
         try:
             rows: list[Row] = self._wconn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate(exc, self.path) from exc
         return rows
 
     def _rollback_job(self, _a: None, _b: None) -> None:
         assert self._wconn is not None
-        self._rollback_quietly(self._wconn)
+        rollback_quietly(self._wconn)
 
     def _background_checkpoint_job(self, _a: None, _b: None) -> None:
         """A PASSIVE checkpoint on the checkpointer's own connection (connected on first use)."""
@@ -277,14 +246,14 @@ class SQLiteDatabase:
                 self._cconn = self._connect()
             self._cconn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate(exc, self.path) from exc
 
     def _maintenance_job(self, sql: str, _b: None) -> list[Row]:
         assert self._wconn is not None
         try:
             rows: list[Row] = self._wconn.execute(sql).fetchall()
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate(exc, self.path) from exc
         return rows
 
     def _backup_job(self, dest_path: str, _b: None) -> None:
@@ -296,7 +265,7 @@ class SQLiteDatabase:
             finally:
                 dest.close()
         except sqlite3.Error as exc:
-            raise _translate(exc, dest_path) from exc
+            raise translate(exc, dest_path) from exc
 
     def _close_job(self, conn: sqlite3.Connection | None, optimize: bool) -> None:
         if conn is None:
@@ -305,12 +274,6 @@ class SQLiteDatabase:
             with suppress(sqlite3.Error):  # best effort; the close below is what matters
                 conn.execute("PRAGMA optimize")
         conn.close()
-
-    @staticmethod
-    def _rollback_quietly(conn: sqlite3.Connection) -> None:
-        if conn.in_transaction:
-            with suppress(sqlite3.Error):  # the connection already rolled back (e.g. SQLITE_FULL)
-                conn.execute("ROLLBACK")
 
     # -- the Database port ---------------------------------------------------------------
     def _check_open(self) -> None:
@@ -363,10 +326,14 @@ class SQLiteDatabase:
         if self._wlock.locked():
             counts: list[int] = await self._after_lock(self._writer, self._write_job, stmts, None)
         elif self._wbusy == 0 and self._inline_ok and self._wconn is not None:
-            try:
-                counts = self._write_job(stmts, True)
-            except _Busy:
-                counts = await self._wsubmit(self._write_job, stmts, False)
+            loop = asyncio.get_running_loop()
+            if self._group or getattr(loop, "_ready", None):
+                counts = await self._join_group(loop, stmts)
+            else:
+                try:
+                    counts = self._write_job(stmts, True)
+                except Busy:
+                    counts = await self._wsubmit(self._write_job, stmts, False)
         else:
             counts = await self._wsubmit(self._write_job, stmts, False)
         counters = self.counters
@@ -377,6 +344,60 @@ class SQLiteDatabase:
         if self._since_checkpoint >= CHECKPOINT_EVERY and self._inline_ok:
             self._schedule_checkpoint()
         return counts
+
+    def _join_group(self, loop: asyncio.AbstractEventLoop, stmts: Sequence[Stmt]) -> asyncio.Future[list[int]]:
+        """Queue a batch for the group committed at the start of the next loop turn."""
+        fut: asyncio.Future[list[int]] = loop.create_future()
+        if not self._group:
+            loop.call_soon(self._flush_group)
+        self._group.append((stmts, fut))
+        return fut
+
+    def _flush_group(self) -> None:
+        """Commit the queued batches: inline when the writer connection is free, else on its thread."""
+        group, self._group = self._group, []
+        if not group:  # close() flushed it already
+            return
+        if self._closed:
+            settle(group, StoreError(f"SQLite database {self.path!r} is closed"))
+            return
+        if self._wlock.locked() or self._wbusy or self._wconn is None:
+            self._track(self._flush_group_queued(group, None))
+            return
+        batches = [stmts for stmts, _ in group]
+        try:
+            outcomes: list[list[int] | StoreError] = (
+                self._group_job(batches, True) if len(batches) > 1 else [self._write_or_error(batches[0])])
+        except Busy:  # another process holds the write lock: wait for it on the writer thread
+            self._track(self._flush_group_queued(group, False))
+            return
+        except BaseException as exc:
+            settle(group, exc)
+            return
+        settle(group, outcomes)
+
+    def _write_or_error(self, stmts: Sequence[Stmt]) -> list[int] | StoreError:
+        try:
+            return self._write_job(stmts, True)
+        except StoreError as exc:
+            return exc
+
+    def _track(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(job)
+        self._group_tasks.add(task)
+        task.add_done_callback(self._group_tasks.discard)
+
+    async def _flush_group_queued(self, group: Group, inline: bool | None) -> None:
+        batches = [stmts for stmts, _ in group]
+        try:
+            if self._wlock.locked():
+                outcomes = await self._after_lock(self._writer, self._group_job, batches, None)
+            else:
+                outcomes = await self._wsubmit(self._group_job, batches, inline)
+        except BaseException as exc:
+            settle(group, exc)
+            return
+        settle(group, outcomes)
 
     def _wsubmit(self, fn: Callable[[Any, Any], Any], a: Any = None, b: Any = None) -> asyncio.Future[Any]:
         """Queue a job on the writer thread, counted until the thread has finished it (not
@@ -441,6 +462,10 @@ class SQLiteDatabase:
         """Close both connections and stop both threads; idempotent."""
         if self._closed:
             return
+        if self._group:  # batches written before close() still commit
+            self._flush_group()
+        if self._group_tasks:
+            await asyncio.gather(*self._group_tasks, return_exceptions=True)
         self._closed = True
         async with self._wlock:
             try:
