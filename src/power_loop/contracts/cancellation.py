@@ -38,10 +38,11 @@ class CancellationToken:
         (True, 'user pressed stop')
     """
 
-    __slots__ = ("_event", "_lock", "_probe", "_reason", "_waiters")
+    __slots__ = ("_cancelled", "_lock", "_probe", "_reason", "_waiters")
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._cancelled = False
+        """Set once, under ``_lock``; read without it (a bool read is atomic)."""
         self._lock = threading.Lock()
         self._reason = "cancelled"
         self._probe: Callable[[], bool] | None = None
@@ -82,10 +83,10 @@ class CancellationToken:
     def cancel(self, reason: str = "cancelled") -> None:
         """Set the token; idempotent and thread-safe (the first reason wins)."""
         with self._lock:
-            if self._event.is_set():
+            if self._cancelled:
                 return
             self._reason = reason
-            self._event.set()
+            self._cancelled = True
             waiters, self._waiters = self._waiters, []
         for loop, fut in waiters:
             with contextlib.suppress(RuntimeError):  # that waiter's loop is closed: nobody to wake
@@ -93,7 +94,7 @@ class CancellationToken:
 
     def is_cancelled(self) -> bool:
         """True once cancelled, or when the adapted event/callable reports set."""
-        if self._event.is_set():
+        if self._cancelled:
             return True
         probe = self._probe
         if probe is None:
@@ -124,7 +125,7 @@ class CancellationToken:
         fut: asyncio.Future[None] = loop.create_future()
         entry = (loop, fut)
         with self._lock:
-            if self._event.is_set():  # cancelled since the check above: cancel() saw no waiter
+            if self._cancelled:  # cancelled since the check above: cancel() saw no waiter
                 return True
             self._waiters.append(entry)
         deadline = None if timeout is None else loop.time() + timeout
