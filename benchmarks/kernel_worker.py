@@ -207,6 +207,7 @@ async def touch_lazy_modules() -> None:
     registry.register(ToolDefinition(name=fn["name"], description=fn["description"], input_schema=fn["parameters"]),
                       lookup)
     registry.validate(fn["name"], {"key": "k"})
+    await registry.invoke_async(fn["name"], {"key": "k"})  # a sync handler: the worker pool
 
 
 async def ours_cold(url: str, db: str, sid: str) -> dict[str, Any]:
