@@ -22,6 +22,8 @@ COLUMNS = (
     "session_id", "seq", "role", "name", "content", "tool_calls", "tool_call_id", "round_index", "send_index",
     "state", "meta", "created_at",
 )
+WINDOW_COLUMNS = ("seq", "role", "name", "content", "tool_calls", "tool_call_id", "round_index")
+"""What a session window is built from (``load_window``): fewer values to fetch per row."""
 ROWS_PER_INSERT = 256
 """Rows per multi-row ``INSERT`` (12 parameters each: far below every engine's limit)."""
 _ACTIVE = MessageState.ACTIVE.value
@@ -31,7 +33,7 @@ _CACHED_INSERTS = 16
 class MessageQueries:
     """The rendered SQL of the messages table for one dialect and prefix."""
 
-    __slots__ = ("_head", "_inserts", "_render", "load_active", "load_all")
+    __slots__ = ("_head", "_inserts", "_render", "load_active", "load_all", "load_window")
 
     def __init__(self, dialect: Dialect, table_prefix: str) -> None:
         t = f"{table_prefix}{MESSAGES.name}"
@@ -43,6 +45,10 @@ class MessageQueries:
             f"SELECT {cols} FROM {t} WHERE session_id = ? AND state = '{_ACTIVE}' ORDER BY seq"
         )
         self.load_all = dialect.render(f"SELECT {cols} FROM {t} WHERE session_id = ? ORDER BY seq")
+        self.load_window = dialect.render(
+            f"SELECT {', '.join(WINDOW_COLUMNS)} FROM {t} WHERE session_id = ? AND state = '{_ACTIVE}'"
+            " ORDER BY seq"
+        )
 
     def insert(self, n: int) -> str:
         """A rendered ``INSERT`` of ``n`` rows (cached for small ``n``)."""
@@ -159,29 +165,29 @@ def decode_all(texts: list[str]) -> list[Any]:
 
 
 def window_from_rows(rows: list[Row]) -> tuple[list[Message], list[int], list[int | None]]:
-    """Rows selected with ``COLUMNS`` as (messages, seqs, round indexes), skipping the
-    ``MessageRow`` layer: the cold-load path of a session window. Each message is exactly
-    ``message_from_row(row).to_message()`` (same keys, same order)."""
+    """Rows selected with ``WINDOW_COLUMNS`` as (messages, seqs, round indexes), skipping
+    the ``MessageRow`` layer: the cold-load path of a session window. Each message is
+    exactly ``message_from_row(row).to_message()`` (same keys, same order)."""
     texts: list[str] = []
     for row in rows:
-        texts.append(row[4])
-        if row[5] is not None:
-            texts.append(row[5])
+        texts.append(row[3])
+        if row[4] is not None:
+            texts.append(row[4])
     values = iter(decode_all(texts))
     messages: list[Message] = []
     seqs: list[int] = []
     rounds: list[int | None] = []
     for row in rows:
-        msg: Message = {"role": row[2], "content": next(values)}
-        if row[3] is not None:
-            msg["name"] = row[3]
-        if row[5] is not None:
+        msg: Message = {"role": row[1], "content": next(values)}
+        if row[2] is not None:
+            msg["name"] = row[2]
+        if row[4] is not None:
             calls = next(values)
             if calls:
                 msg["tool_calls"] = calls
-        if row[6] is not None:
-            msg["tool_call_id"] = row[6]
+        if row[5] is not None:
+            msg["tool_call_id"] = row[5]
         messages.append(msg)
-        seqs.append(int(row[1]))
-        rounds.append(row[7])
+        seqs.append(int(row[0]))
+        rounds.append(row[6])
     return messages, seqs, rounds

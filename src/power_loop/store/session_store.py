@@ -274,7 +274,7 @@ class SessionStore:
     async def load_active_window(self, session_id: str) -> tuple[list[Message], list[int], list[int | None]]:
         """The active history as (OpenAI-shaped messages, seqs, round indexes), one read:
         what a loop's window cache is built from (no ``MessageRow`` per message)."""
-        rows = await self.db.fetchall(self._messages.load_active, (session_id,))
+        rows = await self.db.fetchall(self._messages.load_window, (session_id,))
         return window_from_rows(rows)
 
     async def load_all_messages(self, session_id: str) -> list[MessageRow]:
