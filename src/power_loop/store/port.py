@@ -64,6 +64,15 @@ class DBCounters:
         self.reads = self.commits = self.statements = 0
 
 
+def check_fence(stmt: Stmt, n: int) -> None:
+    """Raise ``WriteConflict`` when ``stmt`` is fenced and affected ``n != expect_rows`` rows."""
+    if stmt.expect_rows is not None and n != stmt.expect_rows:
+        raise WriteConflict(
+            f"fenced statement affected {n} row(s), expected {stmt.expect_rows}; nothing was written: {stmt.sql}",
+            sql=stmt.sql, expected=stmt.expect_rows, actual=n,
+        )
+
+
 class Dialect(Protocol):
     """What differs between SQL backends, and nothing else."""
 

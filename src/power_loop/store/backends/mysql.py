@@ -34,7 +34,17 @@ from typing import TYPE_CHECKING, Any
 from power_loop.contracts.errors import StoreConnectError, StoreError
 from power_loop.store.backends.endpoint import Endpoint, import_driver, parse_endpoint
 from power_loop.store.dialects.mysql import MySQLDialect
-from power_loop.store.port import Database, DBCounters, Dialect, Params, Row, Stmt, Transaction, WriteConflict
+from power_loop.store.port import (
+    Database,
+    DBCounters,
+    Dialect,
+    Params,
+    Row,
+    Stmt,
+    Transaction,
+    WriteConflict,
+    check_fence,
+)
 
 if TYPE_CHECKING:
     from power_loop.store.dsn import ParsedDSN
@@ -180,12 +190,7 @@ class MySQLDatabase:
                 async with conn.cursor() as cur:
                     for stmt in stmts:
                         n = await cur.execute(stmt.sql, tuple(stmt.params))
-                        if stmt.expect_rows is not None and n != stmt.expect_rows:
-                            raise WriteConflict(
-                                f"fenced statement affected {n} row(s), expected {stmt.expect_rows}; nothing"
-                                f" was written: {stmt.sql}",
-                                sql=stmt.sql, expected=stmt.expect_rows, actual=n,
-                            )
+                        check_fence(stmt, n)
                         counts.append(n)
                 await conn.commit()
             except Exception as exc:

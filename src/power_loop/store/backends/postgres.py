@@ -29,7 +29,17 @@ from typing import TYPE_CHECKING, Any
 from power_loop.contracts.errors import StoreConnectError, StoreError
 from power_loop.store.backends.endpoint import Endpoint, import_driver, parse_endpoint
 from power_loop.store.dialects.postgres import PostgresDialect
-from power_loop.store.port import Database, DBCounters, Dialect, Params, Row, Stmt, Transaction, WriteConflict
+from power_loop.store.port import (
+    Database,
+    DBCounters,
+    Dialect,
+    Params,
+    Row,
+    Stmt,
+    Transaction,
+    WriteConflict,
+    check_fence,
+)
 
 if TYPE_CHECKING:
     from power_loop.store.dsn import ParsedDSN
@@ -140,12 +150,7 @@ class PostgresDatabase:
             counts: list[int] = []
             for stmt in stmts:
                 n = _rowcount(await conn.execute(stmt.sql, *stmt.params))
-                if stmt.expect_rows is not None and n != stmt.expect_rows:
-                    raise WriteConflict(
-                        f"fenced statement affected {n} row(s), expected {stmt.expect_rows}; nothing was"
-                        f" written: {stmt.sql}",
-                        sql=stmt.sql, expected=stmt.expect_rows, actual=n,
-                    )
+                check_fence(stmt, n)
                 counts.append(n)
         return counts
 

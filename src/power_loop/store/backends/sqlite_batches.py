@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 
 from power_loop.contracts.errors import StoreConnectError, StoreError
-from power_loop.store.port import Stmt, WriteConflict
+from power_loop.store.port import Stmt, WriteConflict, check_fence
 
 _BUSY_SLEEP_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 
@@ -83,12 +83,7 @@ def _run(conn: sqlite3.Connection, stmts: Sequence[Stmt]) -> list[int]:
     counts: list[int] = []
     for stmt in stmts:
         n = conn.execute(stmt.sql, stmt.params).rowcount
-        if stmt.expect_rows is not None and n != stmt.expect_rows:
-            raise WriteConflict(
-                f"fenced statement affected {n} row(s), expected {stmt.expect_rows}; nothing was"
-                f" written: {stmt.sql}",
-                sql=stmt.sql, expected=stmt.expect_rows, actual=n,
-            )
+        check_fence(stmt, n)
         counts.append(n)
     return counts
 
