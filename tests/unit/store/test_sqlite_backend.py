@@ -324,3 +324,17 @@ async def test_a_group_waits_for_an_open_transaction(tmp_path: Path) -> None:
         assert await db.fetchall("SELECT x FROM t ORDER BY x") == [(0,), (1,), (2,)]
     finally:
         await db.close()
+
+
+async def test_a_writer_cancelled_before_its_group_commits_writes_nothing(tmp_path: Path) -> None:
+    db = await SQLiteDatabase.open(str(tmp_path / "group-cancel.db"))
+    try:
+        await db.write([Stmt("CREATE TABLE t (x INTEGER)")])
+        writes = [asyncio.ensure_future(db.write([Stmt("INSERT INTO t VALUES (?)", (i,))])) for i in range(3)]
+        await asyncio.sleep(0)  # all three queued for the next turn's group commit
+        writes[1].cancel()
+        done = await asyncio.gather(*writes, return_exceptions=True)
+        assert done[0] == [1] and done[2] == [1] and isinstance(done[1], asyncio.CancelledError)
+        assert await db.fetchall("SELECT x FROM t ORDER BY x") == [(0,), (2,)]
+    finally:
+        await db.close()

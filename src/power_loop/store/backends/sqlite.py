@@ -32,7 +32,8 @@ readers see the last commit while a write is in flight). Invariants:
 * ``:memory:`` has one connection (and thread) for both roles; there, reads also wait
   for an open interactive transaction, so they never see one half-applied.
 * A cancelled caller does not cancel a job already queued: a write whose awaiting task
-  is cancelled may still commit (as with any database driver).
+  is cancelled may still commit (as with any database driver). A batch waiting for a
+  group commit whose writer is cancelled before the group starts is dropped unwritten.
 * Every ``sqlite3.Error`` is raised as a ``StoreError`` (``StoreConnectError`` when the
   file cannot be opened), chained with ``from``.
 """
@@ -355,8 +356,8 @@ class SQLiteDatabase:
 
     def _flush_group(self) -> None:
         """Commit the queued batches: inline when the writer connection is free, else on its thread."""
-        group, self._group = self._group, []
-        if not group:  # close() flushed it already
+        group, self._group = [entry for entry in self._group if not entry[1].done()], []
+        if not group:  # close() flushed it already, or every writer was cancelled meanwhile
             return
         if self._closed:
             settle(group, StoreError(f"SQLite database {self.path!r} is closed"))
