@@ -1,9 +1,11 @@
 """Keeps a running send's session lease alive through long LLM calls and tool runs.
 
-Every fenced append already renews the lease; the keeper covers the gaps. It is one
-timer handle per send (no task until it fires, every ``ttl/3``), so a short send costs
-nothing. Invariant: it never renews a lease the run has released, and ``stop()`` waits
-for a renewal in flight, so a lease let go stays let go.
+A send's first append takes (or re-takes) the lease and, where the backend serialises
+writes, later appends only check it: the keeper is what renews it, every ``ttl/3``. It is
+one timer handle per send (no task until it fires), so a short send costs nothing, and
+it keeps firing until ``stop()``, also while the lease is released (the run may re-take
+it). Invariant: it never renews a lease the run has released, and ``stop()`` waits for a
+renewal in flight, so a lease let go stays let go.
 """
 
 from __future__ import annotations
@@ -38,7 +40,12 @@ class LeaseKeeper:
     async def _renew(self) -> None:
         ctx = self._ctx
         lease = ctx.lease
-        if lease is None or ctx.lease_released or self._stopped:
+        if self._stopped:
+            return
+        if lease is None or ctx.lease_released:
+            # Let go for now, but the run may go on (a follow-up, a structured-output
+            # repair) and re-take it with its next append: keep watching.
+            self._handle = asyncio.get_running_loop().call_later(self._interval_s, self._fire)
             return
         try:
             ctx.lease = await ctx.store.renew_lease(lease)

@@ -157,7 +157,7 @@ def decode_all(texts: list[str]) -> list[Any]:
         return []
     try:
         values: list[Any] = decode_json("[" + ",".join(texts) + "]")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a text nested to the limit, one level deeper here
         values = []
     if len(values) != len(texts):  # a text was invalid, empty, or several values ("1,2")
         values = [decode_json(t) for t in texts]

@@ -338,3 +338,72 @@ async def test_a_writer_cancelled_before_its_group_commits_writes_nothing(tmp_pa
         assert await db.fetchall("SELECT x FROM t ORDER BY x") == [(0,), (2,)]
     finally:
         await db.close()
+
+
+async def test_a_value_sqlite_cannot_bind_fails_its_batch_alone_and_releases_the_lock(tmp_path: Path) -> None:
+    path = str(tmp_path / "bind.db")
+    db = await SQLiteDatabase.open(path)
+    try:
+        await db.write([Stmt("CREATE TABLE t (x)")])
+        alone = await _concurrent_writes(db, [[Stmt("INSERT INTO t VALUES (?)", (2**70,))]])
+        grouped = await _concurrent_writes(db, [
+            [Stmt("INSERT INTO t VALUES (?)", (1,))],
+            [Stmt("INSERT INTO t VALUES (?)", ("\ud800",))],  # a lone surrogate: no UTF-8 for it
+            [Stmt("INSERT INTO t VALUES (?)", (2,))],
+        ])
+        for failed in (alone[0], grouped[1]):
+            assert isinstance(failed, StoreError) and "cannot store a value" in str(failed)
+            assert failed.__cause__ is not None
+        assert grouped[0] == [1] and grouped[2] == [1]
+        # No transaction was left open: another connection can write at once.
+        other = sqlite3.connect(path, timeout=0)
+        other.execute("INSERT INTO t VALUES (3)")
+        other.commit()
+        other.close()
+        assert await db.fetchall("SELECT x FROM t ORDER BY x") == [(1,), (2,), (3,)]
+    finally:
+        await db.close()
+
+
+async def test_a_group_pending_when_a_transaction_starts_commits_before_it(tmp_path: Path) -> None:
+    db = await SQLiteDatabase.open(str(tmp_path / "order.db"))
+    try:
+        await db.write([Stmt("CREATE TABLE t (n INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT)")])
+
+        async def tx() -> None:
+            async with db.transaction() as t:
+                await t.execute("INSERT INTO t (tag) VALUES ('tx')")
+
+        async def writer(tag: str) -> None:
+            await db.write([Stmt("INSERT INTO t (tag) VALUES (?)", (tag,))])
+
+        a = asyncio.ensure_future(writer("a"))  # joins the group committed at the next turn ...
+        t = asyncio.ensure_future(tx())  # ... and in the same turn the transaction takes the lock
+        await asyncio.sleep(0)
+        b = asyncio.ensure_future(writer("b"))  # issued after both: waits for the lock
+        await asyncio.gather(a, t, b)
+        assert [tag for (tag,) in await db.fetchall("SELECT tag FROM t ORDER BY n")] == ["a", "tx", "b"]
+    finally:
+        await db.close()
+
+
+async def test_close_closes_the_checkpointer_connection_opened_by_a_queued_checkpoint(tmp_path: Path) -> None:
+    from power_loop.store.backends import sqlite as sqlite_backend
+
+    db = await SQLiteDatabase.open(str(tmp_path / "ckpt.db"))
+    opened: list[sqlite3.Connection] = []
+    connect = db._connect
+
+    def recording() -> sqlite3.Connection:
+        conn = connect()
+        opened.append(conn)
+        return conn
+
+    db._connect = recording  # type: ignore[method-assign]
+    await db.write([Stmt("CREATE TABLE t (x INTEGER)")])
+    for i in range(sqlite_backend.CHECKPOINT_EVERY):
+        await db.write([Stmt("INSERT INTO t VALUES (?)", (i,))])
+    await db.close()  # the first background checkpoint may still be queued: it must not leak
+    assert len(opened) == 1  # the checkpointer's own connection
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        opened[0].execute("SELECT 1")

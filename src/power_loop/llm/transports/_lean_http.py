@@ -202,6 +202,7 @@ class LeanHTTPClient:
         self._busy: set[_Conn] = set()
         """Connections checked out (a request or its response in progress): what the watchdog checks."""
         self._watchdog: asyncio.TimerHandle | None = None
+        self._watchdog_loop: asyncio.AbstractEventLoop | None = None
         self._tick_s = min(1.0, timeout_s / 8)
         """Watchdog period: a timed-out read is aborted within ``timeout_s + tick``."""
         self._heads: dict[tuple[str, tuple[tuple[str, str], ...]], bytes] = {}
@@ -215,33 +216,43 @@ class LeanHTTPClient:
         ``asyncio.wait_for``, which starts a task, would cost far more per streamed chunk.)
         """
         conn.deadline = time.monotonic() + self.timeout_s
+        self._watch(conn)
         try:
-            return await awaitable
+            data = await awaitable
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             if conn.timed_out:
-                raise HTTPExchangeError(f"no data from {self.host}:{self.port} within {self.timeout_s}s",
-                                        timed_out=True) from exc
+                raise self._timed_out() from exc
             raise
         finally:
             conn.deadline = math.inf
+        if conn.timed_out:  # a read until EOF ends "cleanly" when the watchdog aborts it
+            raise self._timed_out()
+        return data
+
+    def _timed_out(self) -> HTTPExchangeError:
+        return HTTPExchangeError(f"no data from {self.host}:{self.port} within {self.timeout_s}s", timed_out=True)
 
     def _watch(self, conn: _Conn) -> None:
+        """Have the watchdog look at ``conn`` (armed on the running loop when it is not)."""
         self._busy.add(conn)
-        if self._watchdog is None:
-            self._watchdog = asyncio.get_running_loop().call_later(self._tick_s, self._sweep)
+        loop = asyncio.get_running_loop()
+        if self._watchdog is None or self._watchdog_loop is not loop:
+            self._watchdog_loop = loop  # a handle of an earlier, closed loop never fires: replace it
+            self._watchdog = loop.call_later(self._tick_s, self._sweep)
 
     def _sweep(self) -> None:
-        """Abort every connection whose pending read is past its deadline; re-arm while any is busy."""
+        """Abort every read past its deadline; forget connections not reading (they re-enter
+        with their next read); re-arm while any is watched."""
         now = time.monotonic()
         for conn in list(self._busy):
-            if conn.writer.is_closing():
+            if conn.writer.is_closing() or conn.deadline == math.inf:
                 self._busy.discard(conn)
             elif conn.deadline <= now:
                 conn.timed_out = True
                 self._busy.discard(conn)
                 conn.writer.transport.abort()
         self._watchdog = None
-        if self._busy and not self._closed:
+        if self._busy:
             self._watchdog = asyncio.get_running_loop().call_later(self._tick_s, self._sweep)
 
     async def _connect(self) -> _Conn:
@@ -279,7 +290,6 @@ class LeanHTTPClient:
         payload = b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
         for attempt in (0, 1):
             conn = self._idle.pop() if self._idle else await self._connect()
-            self._watch(conn)
             try:
                 conn.writer.write(payload)
                 raw = await self.guard(conn, conn.reader.readuntil(b"\r\n\r\n"))
@@ -312,8 +322,9 @@ class LeanHTTPClient:
         return LeanResponse(self, conn, status, headers)
 
     async def aclose(self) -> None:
+        """Close the idle connections; reads still in flight keep their timeout."""
         self._closed = True
-        if self._watchdog is not None:
+        if self._watchdog is not None and not self._busy:
             self._watchdog.cancel()
             self._watchdog = None
         idle, self._idle = self._idle, []

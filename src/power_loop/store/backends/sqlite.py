@@ -43,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -249,6 +249,10 @@ class SQLiteDatabase:
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
 
+    def _close_checkpointer_job(self, _a: None, _b: None) -> None:
+        conn, self._cconn = self._cconn, None  # read here: a queued checkpoint may open it first
+        self._close_job(conn, False)
+
     def _maintenance_job(self, sql: str, _b: None) -> list[Row]:
         assert self._wconn is not None
         try:
@@ -283,6 +287,7 @@ class SQLiteDatabase:
 
     async def _after_lock(self, thread: JobThread, fn: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
         """Run a job once ``_wlock`` is free (the slow path: a transaction or close is under way)."""
+        self._flush_pending()
         async with self._wlock:
             self._check_open()  # close() may have stopped the threads while this task waited
             if thread is self._writer:
@@ -362,15 +367,18 @@ class SQLiteDatabase:
         if self._closed:
             settle(group, StoreError(f"SQLite database {self.path!r} is closed"))
             return
-        if self._wlock.locked() or self._wbusy or self._wconn is None:
-            self._track(self._flush_group_queued(group, None))
-            return
         batches = [stmts for stmts, _ in group]
+        if self._wlock.locked():  # not expected: every lock taker flushes the group first
+            self._track(self._settle_when(group, self._after_lock(self._writer, self._group_job, batches, None)))
+            return
+        if self._wbusy or self._wconn is None:  # queued now, so it runs before any later job
+            self._track(self._settle_when(group, self._wsubmit(self._group_job, batches, False)))
+            return
         try:
             outcomes: list[list[int] | StoreError] = (
                 self._group_job(batches, True) if len(batches) > 1 else [self._write_or_error(batches[0])])
         except Busy:  # another process holds the write lock: wait for it on the writer thread
-            self._track(self._flush_group_queued(group, False))
+            self._track(self._settle_when(group, self._wsubmit(self._group_job, batches, False)))
             return
         except BaseException as exc:
             settle(group, exc)
@@ -388,17 +396,20 @@ class SQLiteDatabase:
         self._group_tasks.add(task)
         task.add_done_callback(self._group_tasks.discard)
 
-    async def _flush_group_queued(self, group: Group, inline: bool | None) -> None:
-        batches = [stmts for stmts, _ in group]
+    @staticmethod
+    async def _settle_when(group: Group, job: Awaitable[list[list[int] | StoreError]]) -> None:
         try:
-            if self._wlock.locked():
-                outcomes = await self._after_lock(self._writer, self._group_job, batches, None)
-            else:
-                outcomes = await self._wsubmit(self._group_job, batches, inline)
+            outcomes = await job
         except BaseException as exc:
             settle(group, exc)
             return
         settle(group, outcomes)
+
+    def _flush_pending(self) -> None:
+        """Start the pending group commit now, before ``_wlock`` is taken: what was written
+        before a transaction, a maintenance job or close() commits before it."""
+        if self._group:
+            self._flush_group()
 
     def _wsubmit(self, fn: Callable[[Any, Any], Any], a: Any = None, b: Any = None) -> asyncio.Future[Any]:
         """Queue a job on the writer thread, counted until the thread has finished it (not
@@ -442,6 +453,7 @@ class SQLiteDatabase:
         Committed on clean exit, rolled back when the block raises (or is cancelled).
         """
         self._check_open()
+        self._flush_pending()
         async with self._wlock:
             self._check_open()
             tx = _SQLiteTransaction(self)
@@ -463,15 +475,14 @@ class SQLiteDatabase:
         """Close both connections and stop both threads; idempotent."""
         if self._closed:
             return
-        if self._group:  # batches written before close() still commit
-            self._flush_group()
+        self._flush_pending()  # batches written before close() still commit
         if self._group_tasks:
             await asyncio.gather(*self._group_tasks, return_exceptions=True)
         self._closed = True
         async with self._wlock:
             try:
-                if self._checkpointer is not None:
-                    await self._checkpointer.submit(self._close_job, self._cconn, False)
+                if self._checkpointer is not None:  # after a checkpoint still queued there
+                    await self._checkpointer.submit(self._close_checkpointer_job)
                 if not self.is_memory:
                     await self._reader.submit(self._close_job, self._rconn, False)
                 await self._wsubmit(self._close_job, self._wconn, self._has_written)
@@ -500,6 +511,9 @@ class SQLiteDatabase:
         self._check_open()
         if self.is_memory:
             return
+        background = self._checkpoint_job
+        if background is not None and not background.done():  # two checkpointers: one would get "busy"
+            await asyncio.wait([background])
         await self._after_lock(self._writer, self._maintenance_job, f"PRAGMA wal_checkpoint({upper})", None)
 
     async def backup(self, dest_path: str | Path) -> None:

@@ -30,12 +30,20 @@ class Busy(Exception):
     """Inline ``BEGIN IMMEDIATE`` found the write lock held by another connection."""
 
 
-def translate(exc: sqlite3.Error, path: str) -> StoreError:
-    """The ``StoreError`` for a ``sqlite3`` failure on the database at ``path``."""
+def translate(exc: BaseException, path: str) -> StoreError:
+    """The ``StoreError`` for a failure of a statement on the database at ``path``: a
+    ``sqlite3`` error, or a value the driver cannot bind (a lone surrogate, an int past
+    64 bits). The original is its ``__cause__``."""
     text = str(exc)
     if isinstance(exc, sqlite3.OperationalError) and "unable to open" in text:
-        return StoreConnectError(f"cannot open SQLite database {path!r}: {text} (does its directory exist?)")
-    return StoreError(f"SQLite error on {path!r}: {text}")
+        err: StoreError = StoreConnectError(
+            f"cannot open SQLite database {path!r}: {text} (does its directory exist?)")
+    elif isinstance(exc, sqlite3.Error):
+        err = StoreError(f"SQLite error on {path!r}: {text}")
+    else:
+        err = StoreError(f"SQLite cannot store a value of this batch on {path!r}: {type(exc).__name__}: {text}")
+    err.__cause__ = exc
+    return err
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -105,9 +113,14 @@ def write_batch(conn: sqlite3.Connection, stmts: Sequence[Stmt], *, inline: bool
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-    except sqlite3.Error as exc:
+    except (Busy, WriteConflict):
+        raise
+    except Exception as exc:  # sqlite3.Error, or a value the driver cannot bind
         rollback_quietly(conn)
         raise translate(exc, path) from exc
+    except BaseException:
+        rollback_quietly(conn)  # never leave the write lock held
+        raise
     return counts
 
 
@@ -127,16 +140,21 @@ def write_group(conn: sqlite3.Connection, batches: Sequence[Sequence[Stmt]], *, 
             conn.execute("SAVEPOINT pl_batch")
             try:
                 outcomes.append(_run(conn, stmts))
-            except (WriteConflict, sqlite3.Error) as exc:
+            except Exception as exc:  # a fence, a constraint, or a value the driver cannot bind
                 if not conn.in_transaction:
                     raise  # SQLite abandoned the whole transaction (disk full, I/O error)
                 conn.execute("ROLLBACK TO pl_batch")
                 outcomes.append(exc if isinstance(exc, WriteConflict) else translate(exc, path))
             conn.execute("RELEASE pl_batch")
         conn.execute("COMMIT")
-    except sqlite3.Error as exc:
+    except Busy:
+        raise
+    except Exception as exc:
         rollback_quietly(conn)
         raise translate(exc, path) from exc
+    except BaseException:
+        rollback_quietly(conn)  # never leave the write lock held
+        raise
     return outcomes
 
 
