@@ -216,7 +216,8 @@ class LeanHTTPClient:
         ``asyncio.wait_for``, which starts a task, would cost far more per streamed chunk.)
         """
         conn.deadline = time.monotonic() + self.timeout_s
-        self._watch(conn)
+        if self._watchdog is None or conn not in self._busy:
+            self._watch(conn)
         try:
             data = await awaitable
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
