@@ -167,7 +167,11 @@ class StreamAssembler:
         if isinstance(data.get("usage"), dict):
             self.usage = data["usage"]
         choices = data.get("choices") or ()
-        choice = next((c for c in choices if isinstance(c, dict) and c.get("index", 0) == 0), None)
+        first = choices[0] if type(choices) is list and choices else None
+        if type(first) is dict and first.get("index", 0) == 0:  # the usual shape: one choice
+            choice: JSONObject | None = first
+        else:
+            choice = next((c for c in choices if isinstance(c, dict) and c.get("index", 0) == 0), None)
         if choice is None:
             return None
         self.saw_choice = True

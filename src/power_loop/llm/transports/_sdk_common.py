@@ -9,6 +9,7 @@ own ``create()`` how it orders a request body, without sending anything.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import sys
 import time
@@ -176,8 +177,11 @@ async def consume_stream(lines: AbstractAsyncContextManager[AsyncIterator[str]],
                     continue
                 if chunk.think:
                     await notify(on_think, chunk.think)
-                if chunk.delta_text:
-                    await notify(on_text, chunk.delta_text)
+                if chunk.delta_text and on_text is not None:
+                    # notify() inlined: no coroutine per token for a sync callback
+                    result = on_text(chunk.delta_text)
+                    if result is not None and inspect.isawaitable(result):
+                        await result
                 if chunk.delta_tool_calls and on_tool_call is not None:
                     for delta in chunk.delta_tool_calls:
                         await notify(on_tool_call, delta)
