@@ -363,3 +363,59 @@ def test_without_the_sdk_the_extra_is_named(monkeypatch: pytest.MonkeyPatch, fak
     with pytest.raises(MissingExtraError, match=r"power-loop\[anthropic\]") as info:
         AnthropicLLMService(config(fake_server, "anthropic"))
     assert info.value.extra == "anthropic"
+
+
+def _growing_history(n: int) -> list[dict[str, Any]]:
+    """Sends of user text, a tool call, its result, an answer — with merges on the way:
+    two tool results in a row (one user turn), a user text after a tool result, and a
+    system message in the middle."""
+    history: list[dict[str, Any]] = []
+    for i in range(n):
+        history.append({"role": "user", "content": f"ask {i} — é"})
+        history.append({"role": "assistant", "content": None, "tool_calls": [
+            {"id": f"a{i}", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}},
+            {"id": f"b{i}", "type": "function", "function": {"name": "add", "arguments": '{"a": 3, "b": 4}'}}]})
+        history.append({"role": "tool", "tool_call_id": f"a{i}", "content": "3"})
+        history.append({"role": "tool", "tool_call_id": f"b{i}", "content": "7"})
+        if i % 3 == 1:
+            history.append({"role": "user", "content": "and also"})  # merges into the tool-result turn
+        if i == 2:
+            history.append({"role": "system", "content": "be brief"})
+        history.append({"role": "assistant", "content": f"answer {i}"})
+    return history
+
+
+def _fields(parts: Any) -> tuple[Any, ...]:
+    return parts.system, parts.messages, parts.tools, parts.tool_choice, parts.synthetic_tool
+
+
+def test_an_append_only_history_resumes_where_the_last_call_stopped() -> None:
+    from power_loop.llm.tool_names import ToolNameMapCache
+    from power_loop.llm.transports._anthropic_request import TurnMemo, build_request_parts
+
+    history = _growing_history(8)
+    name_map = ToolNameMapCache().get([ADD])
+    memo = TurnMemo()
+    for end in range(1, len(history) + 1):
+        request = LLMRequest(messages=history[:end], system_prompt="sys", tools=[ADD], history_wire_safe=True)
+        fresh = build_request_parts(request, name_map, None)
+        assert _fields(build_request_parts(request, name_map, memo)) == _fields(fresh)
+    assert memo.prefixes  # the walks above resumed from it
+    # A history that is not append-only (an edited message) is never resumed from a stale prefix.
+    edited = [*history[:-1], {"role": "assistant", "content": "edited"}]
+    request = LLMRequest(messages=edited, system_prompt="sys", tools=[ADD], history_wire_safe=False)
+    fresh = build_request_parts(request, name_map, None)
+    assert _fields(build_request_parts(request, name_map, memo)) == _fields(fresh)
+
+
+async def test_fragment_encoded_bodies_equal_plain_encoding(fake_server: FakeLLMServer) -> None:
+    service = AnthropicLLMService(config(fake_server, "anthropic"))
+    history = _growing_history(8)
+    await service.complete(LLMRequest(messages=history[:1]))  # opens the client: learns the wire format
+    assert service._dumps is not None and service._fragments is not None
+    for end in range(1, len(history) + 1):
+        request = LLMRequest(messages=history[:end], system_prompt="sys", tools=[ADD], history_wire_safe=True)
+        parts, _ = service._parts(request)
+        body = service.build_body(request, stream=False, parts=parts)
+        assert service._encode(request, body) == service._dumps(body)
+    await service.close()

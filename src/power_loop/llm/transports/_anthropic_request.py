@@ -216,6 +216,8 @@ def _convert(message: Message, to_wire: Callable[[str], str]) -> tuple[str, str 
 
 
 _Entry = tuple[Message, Any, Any, Any, str, JSONObject]
+_Prefix = tuple[Message, Message, int, list[JSONObject], list[str], str, Any, str | None]
+"""(first message, last message, count, turns, system parts, last role, name map, system prompt)."""
 
 
 class TurnMemo:
@@ -227,11 +229,15 @@ class TurnMemo:
     never mutated (merging builds a new turn).
     """
 
-    __slots__ = ("entries", "max_entries")
+    __slots__ = ("entries", "max_entries", "prefixes")
 
     def __init__(self, max_entries: int = 50_000) -> None:
         self.entries: dict[int, _Entry] = {}
         self.max_entries = max_entries
+        self.prefixes: dict[int, _Prefix] = {}
+        """Per history (keyed by its first message): the state after its first ``count``
+        messages, so an append-only history (``LLMRequest.history_wire_safe``) is walked
+        from where the previous call stopped, not from the start."""
 
     def store(self, message: Message, name_map: ToolNameMap | None, to_wire: Callable[[str], str]) -> _Entry:
         role, content = _convert(message, to_wire)
@@ -250,16 +256,35 @@ def _merged(before: JSONObject, content: str | list[JSONObject]) -> JSONObject:
     return {"role": before["role"], "content": blocks}
 
 
+def _resume(memo: TurnMemo, messages: list[Message], name_map: ToolNameMap | None,
+            system_prompt: str | None) -> tuple[int, list[JSONObject], list[str], str]:
+    """Where the previous call on this history stopped: (messages done, turns, system
+    parts, last role); ``(0, [], [], "")`` when it cannot be reused."""
+    if not messages:
+        return 0, [], [], ""
+    prefix = memo.prefixes.get(id(messages[0]))
+    if prefix is None:
+        return 0, [], [], ""
+    first, last, count, turns, system, last_role, mapped, prompt = prefix
+    if (first is not messages[0] or mapped is not name_map or prompt != system_prompt or count > len(messages)
+            or messages[count - 1] is not last):
+        return 0, [], [], ""
+    return count, list(turns), list(system), last_role
+
+
 def build_request_parts(request: LLMRequest, name_map: ToolNameMap | None,
                         memo: TurnMemo | None = None) -> RequestParts:
     """Map ``request`` to the Messages API's ``system``, ``messages``, ``tools`` and ``tool_choice``."""
     to_wire: Callable[[str], str] = name_map.to_wire if name_map is not None else (lambda name: name)
-    system: list[str] = [request.system_prompt] if request.system_prompt else []
     memo = memo if memo is not None else TurnMemo()
     entries, store = memo.entries, memo.store
-    turns: list[JSONObject] = []
-    last_role = ""
-    for message in request.messages:  # the hot loop of long histories: keep it lean
+    messages = request.messages
+    resumable = request.history_wire_safe and type(messages) is list
+    done, turns, system, last_role = (
+        _resume(memo, messages, name_map, request.system_prompt) if resumable else (0, [], [], ""))
+    if not done:
+        system = [request.system_prompt] if request.system_prompt else []
+    for message in messages[done:] if done else messages:  # the hot loop of long histories: keep it lean
         entry = entries.get(id(message))
         if entry is None or entry[0] is not message or entry[1] is not message.get("content") \
                 or entry[2] is not message.get("tool_calls") or entry[3] is not name_map:
@@ -275,6 +300,11 @@ def build_request_parts(request: LLMRequest, name_map: ToolNameMap | None,
         else:
             turns.append(turn)
             last_role = role
+    if resumable and messages:
+        if len(memo.prefixes) >= 512:
+            memo.prefixes.clear()
+        memo.prefixes[id(messages[0])] = (messages[0], messages[-1], len(messages), list(turns), list(system),
+                                          last_role, name_map, request.system_prompt)
     tools = _wire_tools(request.tools, to_wire) if request.tools else None
     choice = _wire_choice(request.tool_choice, to_wire) if tools else None
     synthetic_name: str | None = None

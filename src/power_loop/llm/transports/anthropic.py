@@ -56,7 +56,7 @@ from power_loop.llm.transports._sdk_common import (
     response_class,
     translate_sdk_error,
 )
-from power_loop.llm.transports._sdk_wire import learn_wire_format, status_error
+from power_loop.llm.transports._sdk_wire import FragmentEncoder, fragments_apply, learn_wire_format, status_error
 
 __all__ = ["AnthropicLLMService"]
 
@@ -148,6 +148,7 @@ class AnthropicLLMService:
         self._lean: LeanHTTPClient | None = None
         self._lean_headers: dict[str, str] = {}
         self._dumps: Callable[[Any], bytes] | None = None
+        self._fragments: FragmentEncoder | None = None
 
     # -- the SDK client -------------------------------------------------------------
     async def _get_client(self) -> Any:
@@ -177,6 +178,7 @@ class AnthropicLLMService:
         if learnt is None:
             return
         self._dumps, self._lean_headers = learnt
+        self._fragments = FragmentEncoder() if fragments_apply(self._dumps) else None
         self._lean = LeanHTTPClient(base_url, timeout_s=self.config.timeout_s)
 
     async def close(self) -> None:
@@ -232,11 +234,20 @@ class AnthropicLLMService:
             logger.debug("anthropic request: model=%s messages=%d tools=%d stream=%s", body.get("model"),
                          len(body.get("messages") or ()), len(body.get("tools") or ()), stream)
         if self._lean is not None and self._dumps is not None:
-            return await self._post_lean(client, self._dumps(body), stream=stream)
+            return await self._post_lean(client, self._encode(request, body), stream=stream)
         try:
             return await client.post(PATH, body=body, cast_to=self._response_cls, stream=stream)
         except self._sdk.AnthropicError as exc:
             raise self._translate(exc) from exc
+
+    def _encode(self, request: LLMRequest, body: JSONObject) -> bytes:
+        """The body's bytes; the turns of a long append-only history are encoded once, not per call."""
+        assert self._dumps is not None
+        turns = body.get("messages")
+        if (self._fragments is not None and request.history_wire_safe and not request.extra
+                and isinstance(turns, list) and len(turns) > 8):
+            return self._fragments.encode(body, [], turns)
+        return self._dumps(body)
 
     async def _post_lean(self, client: Any, body: bytes, *, stream: bool) -> Any:
         assert self._lean is not None
