@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 
 from power_loop.contracts.errors import StoreConnectError, StoreError
 from power_loop.store.port import Stmt, WriteConflict, check_fence
@@ -96,6 +96,23 @@ def _run(conn: sqlite3.Connection, stmts: Sequence[Stmt]) -> list[int]:
     return counts
 
 
+@contextmanager
+def _rolled_back_on_failure(conn: sqlite3.Connection, path: str) -> Iterator[None]:
+    """Roll back whatever the block left open when it fails, so the write lock is never
+    kept: ``Busy`` and ``WriteConflict`` pass through, any other error (``sqlite3``, or a
+    value the driver cannot bind) leaves as a ``StoreError``."""
+    try:
+        yield
+    except (Busy, WriteConflict):
+        raise
+    except Exception as exc:
+        rollback_quietly(conn)
+        raise translate(exc, path) from exc
+    except BaseException:
+        rollback_quietly(conn)
+        raise
+
+
 def write_batch(conn: sqlite3.Connection, stmts: Sequence[Stmt], *, inline: bool, wait_s: float,
                 path: str) -> list[int]:
     """One batch in its own transaction; the affected row counts.
@@ -105,7 +122,7 @@ def write_batch(conn: sqlite3.Connection, stmts: Sequence[Stmt], *, inline: bool
         WriteConflict: ``store.write_conflict`` — an ``expect_rows`` mismatch (rolled back).
         StoreError: ``store.error`` — SQLite failed (rolled back).
     """
-    try:
+    with _rolled_back_on_failure(conn, path):
         begin_immediate(conn, inline=inline, wait_s=wait_s)
         try:
             counts = _run(conn, stmts)
@@ -113,14 +130,6 @@ def write_batch(conn: sqlite3.Connection, stmts: Sequence[Stmt], *, inline: bool
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-    except (Busy, WriteConflict):
-        raise
-    except Exception as exc:  # sqlite3.Error, or a value the driver cannot bind
-        rollback_quietly(conn)
-        raise translate(exc, path) from exc
-    except BaseException:
-        rollback_quietly(conn)  # never leave the write lock held
-        raise
     return counts
 
 
@@ -134,7 +143,7 @@ def write_group(conn: sqlite3.Connection, batches: Sequence[Sequence[Stmt]], *, 
             transaction: no batch was written.
     """
     outcomes: list[list[int] | StoreError] = []
-    try:
+    with _rolled_back_on_failure(conn, path):
         begin_immediate(conn, inline=inline, wait_s=wait_s)
         for stmts in batches:
             conn.execute("SAVEPOINT pl_batch")
@@ -147,14 +156,6 @@ def write_group(conn: sqlite3.Connection, batches: Sequence[Sequence[Stmt]], *, 
                 outcomes.append(exc if isinstance(exc, WriteConflict) else translate(exc, path))
             conn.execute("RELEASE pl_batch")
         conn.execute("COMMIT")
-    except Busy:
-        raise
-    except Exception as exc:
-        rollback_quietly(conn)
-        raise translate(exc, path) from exc
-    except BaseException:
-        rollback_quietly(conn)  # never leave the write lock held
-        raise
     return outcomes
 
 
