@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from power_loop.contracts.errors import LLMProviderError
-from power_loop.llm.transports._lean_http import LeanResponse
+from power_loop.llm.transports._lean_http import HTTPExchangeError, LeanHTTPClient, LeanResponse
+from power_loop.llm.transports._sdk_common import Endpoint
 
 Dumps = Callable[[Any], bytes]
 
@@ -74,6 +75,28 @@ def status_error(client: Any, response_cls: Any, response: LeanResponse, url: st
         return LLMProviderError(f"HTTP {response.status_code}: {response.content[:500]!r}",
                                 provider="unknown", status_code=response.status_code,
                                 retryable=response.status_code in (408, 409, 429) or response.status_code >= 500)
+
+
+async def post_lean(lean: LeanHTTPClient, client: Any, response_cls: Any, path: str, body: bytes,
+                    headers: Mapping[str, str], *, stream: bool, endpoint: Endpoint,
+                    translate: Callable[[BaseException], LLMProviderError]) -> LeanResponse:
+    """POST ``body`` over the lean exchange; the response, its body read unless ``stream``.
+
+    Raises:
+        LLMProviderError: an error status (through the SDK's own exception and
+            ``translate``), a timeout or an unreachable endpoint.
+    """
+    try:
+        response = await lean.post(path, body, headers)
+        if response.status_code >= 400:
+            await response.read()
+            error = status_error(client, response_cls, response, str(client.base_url).rstrip("/") + path)
+            raise translate(error) from error
+        if not stream:
+            await response.read()
+        return response
+    except HTTPExchangeError as exc:
+        raise (endpoint.timeout() if exc.timed_out else endpoint.unreachable(str(exc))) from exc
 
 
 class FragmentEncoder:

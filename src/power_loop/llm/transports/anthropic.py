@@ -47,7 +47,7 @@ from power_loop.llm.retry import LLMRetryPolicy
 from power_loop.llm.tool_names import ToolNameMap, ToolNameMapCache
 from power_loop.llm.transports._anthropic_request import RequestParts, TurnMemo, build_request_parts
 from power_loop.llm.transports._anthropic_response import StreamAssembler, parse_message
-from power_loop.llm.transports._lean_http import HTTPExchangeError, LeanHTTPClient, proxy_configured
+from power_loop.llm.transports._lean_http import LeanHTTPClient, proxy_configured
 from power_loop.llm.transports._sdk_common import (
     ChunkCallbacks,
     Endpoint,
@@ -56,7 +56,7 @@ from power_loop.llm.transports._sdk_common import (
     response_class,
     translate_sdk_error,
 )
-from power_loop.llm.transports._sdk_wire import FragmentEncoder, fragments_apply, learn_wire_format, status_error
+from power_loop.llm.transports._sdk_wire import FragmentEncoder, fragments_apply, learn_wire_format, post_lean
 
 __all__ = ["AnthropicLLMService"]
 
@@ -251,17 +251,8 @@ class AnthropicLLMService:
 
     async def _post_lean(self, client: Any, body: bytes, *, stream: bool) -> Any:
         assert self._lean is not None
-        try:
-            response = await self._lean.post(PATH, body, self._lean_headers)
-            if response.status_code >= 400:
-                await response.read()
-                error = status_error(client, self._response_cls, response, str(client.base_url).rstrip("/") + PATH)
-                raise self._translate(error) from error
-            if not stream:
-                await response.read()
-            return response
-        except HTTPExchangeError as exc:
-            raise (self._endpoint.timeout() if exc.timed_out else self._endpoint.unreachable(str(exc))) from exc
+        return await post_lean(self._lean, client, self._response_cls, PATH, body, self._lean_headers,
+                               stream=stream, endpoint=self._endpoint, translate=self._translate)
 
     def _translate(self, exc: BaseException) -> LLMProviderError:
         return translate_sdk_error(exc, self._sdk, self._endpoint)

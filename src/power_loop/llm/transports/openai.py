@@ -52,7 +52,7 @@ from power_loop.llm.config import LLMProviderConfig
 from power_loop.llm.contract import LLMRequest, LLMResponse, LLMStreamChunk
 from power_loop.llm.retry import LLMRetryPolicy
 from power_loop.llm.tool_names import ToolNameMap, ToolNameMapCache
-from power_loop.llm.transports._lean_http import HTTPExchangeError, LeanHTTPClient, proxy_configured
+from power_loop.llm.transports._lean_http import LeanHTTPClient, proxy_configured
 from power_loop.llm.transports._openai_response import (
     StreamAssembler,
     build_response,
@@ -72,7 +72,7 @@ from power_loop.llm.transports._sdk_wire import (
     fragments_apply,
     lazy_http_client,
     learn_wire_format,
-    status_error,
+    post_lean,
 )
 
 __all__ = ["OpenAICompatLLMService"]
@@ -269,18 +269,8 @@ class OpenAICompatLLMService:
 
     async def _post_lean(self, client: Any, body: bytes, *, stream: bool) -> Any:
         assert self._lean is not None
-        try:
-            response = await self._lean.post("/chat/completions", body, self._lean_headers)
-            if response.status_code >= 400:
-                await response.read()
-                error = status_error(client, self._response_cls, response,
-                                     str(client.base_url).rstrip("/") + "/chat/completions")
-                raise self._translate(error) from error
-            if not stream:
-                await response.read()
-            return response
-        except HTTPExchangeError as exc:
-            raise (self._endpoint.timeout() if exc.timed_out else self._endpoint.unreachable(str(exc))) from exc
+        return await post_lean(self._lean, client, self._response_cls, "/chat/completions", body, self._lean_headers,
+                               stream=stream, endpoint=self._endpoint, translate=self._translate)
 
     async def _post_adapted(self, request: LLMRequest, *, stream: bool) -> Any:
         """``_post`` with a json_schema ``response_format`` this endpoint accepts.
