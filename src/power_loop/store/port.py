@@ -56,7 +56,8 @@ class DBCounters:
     reads: int = 0
     """``fetchone``/``fetchall`` calls outside a transaction."""
     commits: int = 0
-    """Committed transactions (``write`` batches and ``transaction()`` blocks)."""
+    """Committed ``write`` batches and ``transaction()`` blocks (on SQLite, batches of one
+    group commit share a transaction and count one each)."""
     statements: int = 0
     """Every statement executed, reads and writes."""
 
