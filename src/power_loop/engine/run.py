@@ -96,11 +96,13 @@ class _Run:
     def request(self, *, with_tools: bool = True) -> LLMRequest:
         cfg = self.ctx.config
         tools = self.ctx.tools_payload if with_tools else None
+        window = self.ctx.window
+        wire_safe = self.overlay is None and window.wire_safe
         return LLMRequest(
             messages=self.history(), system_prompt=self.ctx.system_prompt, model=cfg.model,
             temperature=cfg.temperature, max_tokens=cfg.max_tokens, tools=tools,
             tool_choice=self.tool_choice if tools else None, response_format=self.response_format,
-            history_wire_safe=self.overlay is None and self.ctx.window.wire_safe,
+            history_wire_safe=wire_safe, history_encoded=window.take_encoded() if wire_safe else None,
         )
 
     # -- steps ----------------------------------------------------------------------------

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from power_loop.contracts.json import JSONObject, Message
+from power_loop.llm.contract import EncodedHistory
 from power_loop.llm.tool_names import is_wire_legal
-from power_loop.store.rows import MessageRow
+from power_loop.store.rows import MessageRow, WindowRows
 
 
 @dataclass(slots=True)
@@ -40,6 +41,9 @@ class SessionWindow:
     """The session-pinned system prompt (immutable once the session exists)."""
     wire_safe: bool = True
     """No stored tool call name needs mapping to a provider-legal wire name."""
+    encoded: EncodedHistory | None = None
+    """The history's wire JSON as the store loaded it, until the first request takes it
+    (``take_encoded``): a transport sends a cold history without encoding it."""
 
     @classmethod
     def from_rows(cls, rows: Sequence[MessageRow], *, next_seq: int, send_count: int,
@@ -57,10 +61,26 @@ class SessionWindow:
     @classmethod
     def from_messages(cls, messages: list[Message], seqs: list[int], round_indexes: list[int | None], *,
                       next_seq: int, send_count: int, system_prompt: str | None = None) -> SessionWindow:
-        """A window from ``SessionStore.load_active_window`` (the cold-load fast path)."""
+        """A window from ``SessionStore.load_active_window``."""
         return cls(next_seq=next_seq, send_count=send_count, system_prompt=system_prompt, messages=messages,
-                   seqs=seqs, round_indexes=round_indexes,
-                   wire_safe=all(_calls_legal(m["tool_calls"]) for m in messages if "tool_calls" in m))
+                   seqs=seqs, round_indexes=round_indexes, wire_safe=_history_legal(messages))
+
+    @classmethod
+    def from_loaded(cls, loaded: WindowRows, *, next_seq: int, send_count: int,
+                    system_prompt: str | None = None) -> SessionWindow:
+        """A window from ``SessionStore.load_window`` (the cold-load path), keeping its wire JSON."""
+        messages = loaded.messages
+        window = cls.from_messages(messages, loaded.seqs, loaded.round_indexes, next_seq=next_seq,
+                                   send_count=send_count, system_prompt=system_prompt)
+        if loaded.encoded is not None and messages and window.wire_safe:
+            window.encoded = EncodedHistory(len(messages), messages[0], messages[-1], loaded.encoded)
+        return window
+
+    def take_encoded(self) -> EncodedHistory | None:
+        """The loaded wire JSON, once: the transport that receives it keeps its own copy
+        while the history grows, so the window need not hold a second one."""
+        encoded, self.encoded = self.encoded, None
+        return encoded
 
     def extend(self, rows: Sequence[MessageRow]) -> None:
         """Record rows just appended by this process (they must continue the seq)."""
@@ -96,6 +116,15 @@ class SessionWindow:
 
 def _names_legal(row: MessageRow) -> bool:
     return not row.tool_calls or _calls_legal(row.tool_calls)
+
+
+def _history_legal(messages: list[Message]) -> bool:
+    """Every tool call name in ``messages`` is wire-legal (each distinct name checked once)."""
+    try:
+        names = {c["function"]["name"] for m in messages if "tool_calls" in m for c in m["tool_calls"]}
+    except (KeyError, TypeError):  # an odd stored call: check call by call
+        return all(_calls_legal(m["tool_calls"]) for m in messages if "tool_calls" in m)
+    return all(type(n) is str and is_wire_legal(n) for n in names)
 
 
 def _calls_legal(calls: list[JSONObject]) -> bool:

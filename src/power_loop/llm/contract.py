@@ -70,6 +70,32 @@ class LLMTokenUsage:
         return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
 
 
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class EncodedHistory:
+    """The wire JSON of a history's first ``count`` messages, already encoded.
+
+    ``text`` is exactly ``json.dumps(messages[:count], ensure_ascii=False,
+    separators=(",", ":"))[1:-1]`` in UTF-8: the items joined by ``,``. The store builds
+    it while loading a session (``SessionStore.load_window``), so a transport whose wire
+    format is that compact JSON can send a long cold history without encoding it again.
+    ``first`` and ``last`` are the messages it covers at both ends, checked by identity:
+    it applies only to the very list it was loaded with.
+    """
+
+    count: int
+    first: Message
+    last: Message
+    text: bytes
+
+    def __repr__(self) -> str:
+        return f"EncodedHistory(count={self.count}, bytes={len(self.text)})"
+
+    def covers(self, history: list[Message]) -> bool:
+        """Whether this encodes ``history[:count]`` (the same message objects)."""
+        n = self.count
+        return 0 < n <= len(history) and history[0] is self.first and history[n - 1] is self.last
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LLMRequest:
     """One model call. ``messages`` never contains the system prompt."""
@@ -91,6 +117,10 @@ class LLMRequest:
     """The caller guarantees every tool name inside ``messages`` is already provider-legal
     (``[A-Za-z0-9_-]{1,64}``), so a transport may skip per-message name mapping (an O(1)
     hint the engine maintains incrementally; False is always safe)."""
+    history_encoded: EncodedHistory | None = field(default=None, repr=False, compare=False)
+    """The already-encoded wire JSON of a prefix of ``messages`` (a cold session's
+    history as the store loaded it); a transport may splice it in instead of encoding
+    those messages. Only meaningful with ``history_wire_safe``; None is always safe."""
 
     @classmethod
     def from_prompt(cls, *, prompt: str, system_prompt: str | None = None, **kwargs: Any) -> LLMRequest:

@@ -170,9 +170,9 @@ class StatefulAgentLoop:
         if window is not None:
             return window
         assert self.store is not None
-        messages, seqs, rounds = await self.store.load_active_window(row.session_id)
-        window = SessionWindow.from_messages(messages, seqs, rounds, next_seq=row.next_seq,
-                                             send_count=row.send_count, system_prompt=row.system_prompt)
+        loaded = await self.store.load_window(row.session_id)
+        window = SessionWindow.from_loaded(loaded, next_seq=row.next_seq, send_count=row.send_count,
+                                           system_prompt=row.system_prompt)
         self._cache.put(row.session_id, window)
         return window
 

@@ -15,7 +15,7 @@ from power_loop.contracts.errors import InvalidArgumentError
 from power_loop.contracts.json import Message
 from power_loop.store.codec import EMPTY_OBJECT, decode_json, decode_object, encode_json
 from power_loop.store.port import Dialect, Row, Stmt
-from power_loop.store.rows import MessageRow, MessageState, NewMessage
+from power_loop.store.rows import MessageRow, MessageState, NewMessage, WindowRows
 from power_loop.store.schema import MESSAGES
 
 COLUMNS = (
@@ -33,7 +33,7 @@ _CACHED_INSERTS = 16
 class MessageQueries:
     """The rendered SQL of the messages table for one dialect and prefix."""
 
-    __slots__ = ("_head", "_inserts", "_render", "load_active", "load_all", "load_window")
+    __slots__ = ("_head", "_inserts", "_render", "load_active", "load_all", "load_window", "load_window_json")
 
     def __init__(self, dialect: Dialect, table_prefix: str) -> None:
         t = f"{table_prefix}{MESSAGES.name}"
@@ -49,6 +49,8 @@ class MessageQueries:
             f"SELECT {', '.join(WINDOW_COLUMNS)} FROM {t} WHERE session_id = ? AND state = '{_ACTIVE}'"
             " ORDER BY seq"
         )
+        self.load_window_json = dialect.window_json(t, f"session_id = ? AND state = '{_ACTIVE}'")
+        """The window as wire JSON built by the engine (one row), or None: ``load_window``."""
 
     def insert(self, n: int) -> str:
         """A rendered ``INSERT`` of ``n`` rows (cached for small ``n``)."""
@@ -103,12 +105,15 @@ def encode_messages(session_id: str, messages: Sequence[NewMessage], first_seq: 
             continue
         content = m.content
         if content is not None and type(content) is not str:
-            content = decode_json(content_text)  # what a load returns (tuples become lists, ...)
+            content, content_text = _canonical(content_text)  # what a load returns (tuples become lists, ...)
+        stored_calls = None
+        if calls_text is not None:
+            stored_calls, calls_text = _canonical(calls_text)
         params += (session_id, seq, m.role, m.name, content_text, calls_text, m.tool_call_id,
                    m.round_index, m.send_index, _ACTIVE, meta_text, now)
         rows.append(MessageRow(
             session_id=session_id, seq=seq, role=m.role, name=m.name, content=content,
-            tool_calls=None if calls_text is None else decode_json(calls_text), tool_call_id=m.tool_call_id,
+            tool_calls=stored_calls, tool_call_id=m.tool_call_id,
             round_index=m.round_index, state=_ACTIVE, meta={} if not meta else decode_json(meta_text),
             created_at=now, send_index=m.send_index,
         ))
@@ -116,6 +121,16 @@ def encode_messages(session_id: str, messages: Sequence[NewMessage], first_seq: 
     if problems:
         raise InvalidArgumentError("append_messages: " + "; ".join(problems))
     return params, rows
+
+
+def _canonical(text: str) -> tuple[Any, str]:
+    """``(value, text)`` for an encoded structured value, ``text`` re-encoded from ``value``
+    where decoding changed it: a dict whose keys collide once made strings (``1`` and
+    ``"1"``) encodes both, decodes to one. Stored text is then always the encoding of what
+    a load returns, which is what lets a window's wire JSON be spliced from it."""
+    value = decode_json(text)
+    again = encode_json(value)
+    return value, (text if again == text else again)
 
 
 def _shape_problem(m: NewMessage) -> str | None:
@@ -191,3 +206,26 @@ def window_from_rows(rows: list[Row]) -> tuple[list[Message], list[int], list[in
         seqs.append(int(row[0]))
         rounds.append(row[6])
     return messages, seqs, rounds
+
+
+def window_from_json(row: Row | None) -> WindowRows | None:
+    """The row of a ``load_window_json`` query as a window, or None when it cannot be
+    trusted and the window must load row by row: text that does not parse (a damaged
+    row, whose own error the row path raises) or seqs out of order (SQLite does not
+    promise ``group_concat`` order). Each message equals ``message_from_row(r).to_message()``
+    with the same key order, because the wire JSON is built in that order and parses back."""
+    if row is None or row[0] is None:
+        return WindowRows(messages=[], seqs=[], round_indexes=[])
+    wire = row[0]
+    if type(wire) is not bytes:
+        wire = bytes(wire) if isinstance(wire, (bytearray, memoryview)) else str(wire).encode()
+    try:
+        messages = decode_json(b"[" + wire + b"]")
+        seqs = decode_json("[" + row[1] + "]")
+        rounds = decode_json("[" + row[2] + "]")
+    except (ValueError, RecursionError, TypeError):
+        return None
+    if not (type(messages) is list and type(seqs) is list and type(rounds) is list
+            and len(messages) == len(seqs) == len(rounds) and seqs == sorted(seqs)):
+        return None
+    return WindowRows(messages=messages, seqs=seqs, round_indexes=rounds, encoded=wire)

@@ -104,6 +104,14 @@ class Dialect(Protocol):
         """Suffix for a row-locking read (``" FOR UPDATE"``; ``""`` on SQLite)."""
         ...
 
+    def window_json(self, table: str, where: str) -> str | None:
+        """One row for the messages of ``table`` matching ``where``, in ``seq`` order: their
+        wire JSON (``wire_message_sql``) as UTF-8 bytes, their seqs and their round indexes
+        (``null`` for none), each column the items joined by ``,`` (NULLs for no rows);
+        None where the engine cannot build the wire JSON byte-exactly, and windows load
+        row by row."""
+        ...
+
 
 class Transaction(Protocol):
     """An open read-write transaction (interactive: read, decide, write)."""

@@ -100,6 +100,19 @@ class MessageRow:
         return msg
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowRows:
+    """A session's active history as a loop's window is built from it (``load_window``)."""
+
+    messages: list[Message]
+    """Each active row as ``MessageRow.to_message()`` returns it, by seq."""
+    seqs: list[int]
+    round_indexes: list[int | None]
+    encoded: bytes | None = None
+    """``messages`` as the wire encoder writes them (compact JSON, ``ensure_ascii=False``),
+    items joined by ``,``, where the database built that text while loading; else None."""
+
+
 # eq=False: an internal record nobody compares (no generated __eq__/__hash__ to build at import).
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class NewMessage:

@@ -29,9 +29,23 @@ from power_loop.store.maintenance import (
     checkpoint_mode,
     prune_compacted,
 )
-from power_loop.store.messages import MessageQueries, encode_messages, message_from_row, window_from_rows
+from power_loop.store.messages import (
+    MessageQueries,
+    encode_messages,
+    message_from_row,
+    window_from_json,
+    window_from_rows,
+)
 from power_loop.store.port import Database, Stmt, WriteConflict
-from power_loop.store.rows import FollowUpRow, MessageRow, NewMessage, SessionRow, SessionStatsRow, StatsDelta
+from power_loop.store.rows import (
+    FollowUpRow,
+    MessageRow,
+    NewMessage,
+    SessionRow,
+    SessionStatsRow,
+    StatsDelta,
+    WindowRows,
+)
 from power_loop.store.schema import SCHEMA_VERSION, validate_table_prefix
 from power_loop.store.sessions import (
     SessionQueries,
@@ -274,8 +288,26 @@ class SessionStore:
     async def load_active_window(self, session_id: str) -> tuple[list[Message], list[int], list[int | None]]:
         """The active history as (OpenAI-shaped messages, seqs, round indexes), one read:
         what a loop's window cache is built from (no ``MessageRow`` per message)."""
+        loaded = await self.load_window(session_id)
+        return loaded.messages, loaded.seqs, loaded.round_indexes
+
+    async def load_window(self, session_id: str) -> WindowRows:
+        """The active history as a loop's window is built from it, in one read; empty for
+        an unknown id.
+
+        Where the database can build it (SQLite, PostgreSQL), the read returns the whole
+        history as wire JSON in one value: one parse gives the messages, and
+        ``WindowRows.encoded`` spares the transport encoding them again. Elsewhere, or if
+        that text cannot be trusted, rows are read one by one.
+        """
+        sql = self._messages.load_window_json
+        if sql is not None:
+            loaded = window_from_json(await self.db.fetchone(sql, (session_id,)))
+            if loaded is not None:
+                return loaded
         rows = await self.db.fetchall(self._messages.load_window, (session_id,))
-        return window_from_rows(rows)
+        messages, seqs, rounds = window_from_rows(rows)
+        return WindowRows(messages=messages, seqs=seqs, round_indexes=rounds)
 
     async def load_all_messages(self, session_id: str) -> list[MessageRow]:
         """Every message of the session, folded-out ones included, by seq (one read)."""

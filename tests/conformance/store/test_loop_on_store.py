@@ -34,8 +34,20 @@ def tools() -> ToolRegistry:
 
 
 def wire(request: LLMRequest) -> str:
-    """The request as bytes a transport would see (messages, prompt, tools)."""
-    return json.dumps(dataclasses.asdict(request), ensure_ascii=False, sort_keys=False)
+    """The request as bytes a transport would see (messages, prompt, tools), without the
+    ``history_encoded`` hint (a cold load's encoding of the same messages, checked apart)."""
+    return json.dumps(dataclasses.asdict(dataclasses.replace(request, history_encoded=None)),
+                      ensure_ascii=False, sort_keys=False)
+
+
+def check_encoded(request: LLMRequest) -> None:
+    """A request's ``history_encoded``, if any, is exactly the wire encoding of what it covers."""
+    encoded = request.history_encoded
+    if encoded is None:
+        return
+    assert encoded.covers(request.messages)
+    covered = request.messages[:encoded.count]
+    assert encoded.text == json.dumps(covered, ensure_ascii=False, separators=(",", ":"))[1:-1].encode()
 
 
 def first_send_script() -> list[ScriptItem]:
@@ -54,6 +66,9 @@ async def test_warm_and_cold_loops_send_byte_identical_requests(store: SessionSt
     await cold.send("And again?", cold_sid)
     assert wire(cold_llm.requests[0]) == wire(warm_llm.requests[0])
     assert len(cold_llm.requests[0].messages) == 5
+    check_encoded(cold_llm.requests[0])
+    if store.db.dialect.window_json("t", "1 = 1") is not None:  # the engine built the wire JSON
+        assert cold_llm.requests[0].history_encoded is not None
     await warm.aclose()
     await cold.aclose()
 

@@ -14,11 +14,14 @@ import importlib
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from power_loop.contracts.errors import LLMProviderError
 from power_loop.llm.transports._lean_http import HTTPExchangeError, LeanHTTPClient, LeanResponse
 from power_loop.llm.transports._sdk_common import Endpoint
+
+if TYPE_CHECKING:
+    from power_loop.llm.contract import EncodedHistory
 
 Dumps = Callable[[Any], bytes]
 
@@ -109,7 +112,9 @@ class FragmentEncoder:
     (``LLMRequest.history_wire_safe``); the first and last cached messages are checked
     by identity. Compact JSON encodes a list as its items joined by ``,``, so the bytes
     are exactly those of encoding the whole body — only the per-call cost no longer grows
-    with the history beyond a copy. Entries are bounded in number and bytes.
+    with the history beyond a copy. A history the store loaded already encoded
+    (``LLMRequest.history_encoded``) seeds its entry without any encoding. Entries are
+    bounded in number and bytes.
     """
 
     __slots__ = ("_entries", "_limit_bytes", "_max_entries", "_total")
@@ -121,29 +126,39 @@ class FragmentEncoder:
         self._limit_bytes = limit_bytes
         self._total = 0
 
-    def encode(self, body: dict[str, Any], head: list[Any], history: list[Any]) -> bytes:
-        """``_compact(body)`` where ``body["messages"] == head + history``."""
-        joined = self._history_bytes(history)
-        parts = [_compact(m) for m in head]
-        if history:
-            parts.append(joined)
+    def encode(self, body: dict[str, Any], head: list[Any], history: list[Any],
+               seed: EncodedHistory | None = None) -> bytes:
+        """``_compact(body)`` where ``body["messages"] == head + history``; ``seed``, if it
+        covers a prefix of ``history``, stands for that prefix's encoding."""
+        joined = self._history_bytes(history, seed)
         skeleton = _compact({**body, "messages": []})
         marker = b'"messages":[]'
         at = skeleton.find(marker)
         if at < 0:  # cannot happen for a dict with a "messages" key; stay correct anyway
             return _compact({**body, "messages": [*head, *history]})
-        return b"".join((skeleton[:at], b'"messages":[', b",".join(parts), b"]", skeleton[at + len(marker):]))
+        pieces = [skeleton[:at], b'"messages":[']
+        for m in head:
+            pieces += (_compact(m), b",")
+        if history:
+            pieces.append(joined)
+        elif head:
+            pieces.pop()  # the last ","
+        pieces += (b"]", skeleton[at + len(marker):])
+        return b"".join(pieces)  # one copy of the (long) history
 
-    def _history_bytes(self, history: list[Any]) -> bytes:
+    def _history_bytes(self, history: list[Any], seed: EncodedHistory | None) -> bytes:
         if not history:
             return b""
         key = id(history[0])
         entry = self._entries.get(key)
         n = len(history)
-        if entry is not None and entry[0] is history[0] and entry[2] <= n and history[entry[2] - 1] is entry[1]:
+        if not (entry is not None and entry[0] is history[0] and entry[2] <= n
+                and history[entry[2] - 1] is entry[1]):
+            entry = (seed.first, seed.last, seed.count, seed.text) if seed is not None and seed.covers(history) \
+                else None
+        if entry is not None:
             known = entry[2]
             joined = entry[3] if known == n else b",".join((entry[3], *map(_compact, history[known:])))
-            self._entries.move_to_end(key)
         else:
             joined = _compact(history)[1:-1]  # one bulk call: the list's items, joined by ","
         old = self._entries.pop(key, None)

@@ -264,7 +264,7 @@ class OpenAICompatLLMService:
                 and isinstance(messages, list) and len(messages) >= len(request.messages) > 8
                 and messages[-1] is request.messages[-1]):
             split = len(messages) - len(request.messages)
-            return self._fragments.encode(body, messages[:split], request.messages)
+            return self._fragments.encode(body, messages[:split], request.messages, request.history_encoded)
         return self._dumps(body)
 
     async def _post_lean(self, client: Any, body: bytes, *, stream: bool) -> Any:

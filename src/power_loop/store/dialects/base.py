@@ -12,6 +12,9 @@ MySQL-8-only row alias, which MariaDB rejects. Both keep the port's conventions:
 
 Increments are qualified with the table name (``t.col + excluded.col``): PostgreSQL
 rejects the bare ``col`` as ambiguous between the row and ``excluded``.
+
+``wire_message_sql`` is the one expression both SQLite and PostgreSQL use to build a
+session window's wire JSON in the engine (``Dialect.window_json``).
 """
 
 from __future__ import annotations
@@ -104,3 +107,25 @@ def format_placeholders(sql: str) -> str:
             continue
         out.append(ch)
     return "".join(out)
+
+
+def wire_message_sql(quote: str) -> str:
+    """An SQL expression building a messages row as compact wire JSON.
+
+    The result is the text ``json.dumps(row.to_message(), ensure_ascii=False,
+    separators=(",", ":"))`` would give: keys in ``to_message`` order, ``name`` and
+    ``tool_call_id`` only when set, ``tool_calls`` only when non-empty. ``content`` and
+    ``tool_calls`` are spliced as stored (the store writes them in that same encoding),
+    and the string columns go through ``quote`` — ``"json_quote({})"`` or
+    ``"to_json({})::text"``, whose escapes must equal the wire encoder's (tests check
+    every code point).
+    """
+    def q(col: str) -> str:
+        return quote.format(col)
+
+    return ("'{\"role\":' || " + q("role") + " || ',\"content\":' || content"
+            " || CASE WHEN name IS NULL THEN '' ELSE ',\"name\":' || " + q("name") + " END"
+            " || CASE WHEN tool_calls IS NULL OR tool_calls = '[]' THEN ''"
+            " ELSE ',\"tool_calls\":' || tool_calls END"
+            " || CASE WHEN tool_call_id IS NULL THEN '' ELSE ',\"tool_call_id\":' || " + q("tool_call_id")
+            + " END || '}'")

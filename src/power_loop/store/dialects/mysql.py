@@ -64,6 +64,11 @@ class MySQLDialect:
         """``" FOR UPDATE"``: lock the rows a read returns until the transaction ends."""
         return " FOR UPDATE"
 
+    def window_json(self, table: str, where: str) -> str | None:
+        """None: windows load row by row (``JSON_QUOTE`` escapes control characters in
+        upper-case hex, the wire encoder in lower case)."""
+        return None
+
     def schema_lock(self, table_prefix: str) -> tuple[str, str | None]:
         """SQL taking and releasing the named schema lock of ``table_prefix`` (≤ 64 characters)."""
         name = f"power_loop_schema:{table_prefix}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from power_loop.contracts.errors import InvalidArgumentError
-from power_loop.store.dialects.base import numbered_placeholders, on_conflict_upsert
+from power_loop.store.dialects.base import numbered_placeholders, on_conflict_upsert, wire_message_sql
 
 _TYPES = {"key": "TEXT", "text": "TEXT", "int": "INTEGER", "bigint": "BIGINT", "json": "TEXT"}
 
@@ -52,6 +52,17 @@ class PostgresDialect:
     def lock_suffix(self) -> str:
         """``" FOR UPDATE"``: lock the rows a read returns until the transaction ends."""
         return " FOR UPDATE"
+
+    def window_json(self, table: str, where: str) -> str | None:
+        """``string_agg`` of ``wire_message_sql`` in seq order (``to_json`` escapes strings
+        exactly as the wire encoder does)."""
+        wire = wire_message_sql("to_json({})::text")
+        return self.render(
+            f"SELECT convert_to(string_agg({wire}, ',' ORDER BY seq), 'UTF8'),"
+            f" string_agg(seq::text, ',' ORDER BY seq),"
+            f" string_agg(coalesce(round_index::text, 'null'), ',' ORDER BY seq)"
+            f" FROM {table} WHERE {where}"
+        )
 
     def schema_lock(self, table_prefix: str) -> tuple[str, str | None]:
         """SQL taking (and, ``None``: the commit releases) the schema lock of ``table_prefix``."""

@@ -7,10 +7,12 @@ every integer kind ``INTEGER``.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Sequence
 
 from power_loop.contracts.errors import InvalidArgumentError
-from power_loop.store.dialects.base import on_conflict_upsert
+from power_loop.store.dialects.base import on_conflict_upsert, wire_message_sql
 
 _TYPES = {"key": "TEXT", "text": "TEXT", "int": "INTEGER", "bigint": "INTEGER", "json": "TEXT"}
 
@@ -49,5 +51,28 @@ class SQLiteDialect:
         """``""``: SQLite locks the database, not rows."""
         return ""
 
-    def __repr__(self) -> str:
-        return "SQLiteDialect()"
+    def window_json(self, table: str, where: str) -> str | None:
+        """``group_concat`` of ``wire_message_sql`` over the rows, as they come from the
+        ``(session_id, state, seq)`` index; None if this SQLite lacks the JSON functions
+        (built in since 3.38).
+
+        SQLite does not promise ``group_concat``'s order (an ``ORDER BY`` subquery costs
+        more and promises no more), so the seqs come back from the same pass and the
+        caller checks that they ascend. The wire JSON is a BLOB: no UTF-8 round trip.
+        """
+        if not _has_json_quote():
+            return None
+        wire = wire_message_sql("json_quote({})")
+        return (f"SELECT CAST(group_concat({wire}, ',') AS BLOB), group_concat(seq, ','),"
+                f" group_concat(coalesce(round_index, 'null'), ',') FROM {table} WHERE {where}")
+
+
+@functools.cache
+def _has_json_quote() -> bool:
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(":memory:")) as probe:
+            return bool(probe.execute("SELECT json_quote('x') = '\"x\"'").fetchone()[0])
+    except sqlite3.Error:
+        return False
