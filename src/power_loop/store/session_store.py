@@ -12,11 +12,12 @@ tuple per row. Sessions own rows in every table with a ``session_id`` column.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from power_loop.contracts.errors import InvalidArgumentError, SessionNotFoundError
+from power_loop.contracts.errors import InvalidArgumentError, SessionNotFoundError, StoreError
 from power_loop.contracts.json import Message
 from power_loop.store import leases
 from power_loop.store.codec import encode_json, json_problem, now_ms
@@ -55,6 +56,8 @@ from power_loop.store.sessions import (
     session_from_row,
 )
 from power_loop.store.stats import StatsQueries, check_delta, stats_from_row
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -298,11 +301,16 @@ class SessionStore:
         Where the database can build it (SQLite, PostgreSQL), the read returns the whole
         history as wire JSON in one value: one parse gives the messages, and
         ``WindowRows.encoded`` spares the transport encoding them again. Elsewhere, or if
-        that text cannot be trusted, rows are read one by one.
+        that value cannot be read or trusted, rows are read one by one (which raises what
+        is wrong, if anything is).
         """
         sql = self._messages.load_window_json
         if sql is not None:
-            loaded = window_from_json(await self.db.fetchone(sql, (session_id,)))
+            try:
+                loaded = window_from_json(await self.db.fetchone(sql, (session_id,)))
+            except StoreError as exc:  # a history past the engine's longest value (SQLite: 1e9 bytes), ...
+                logger.debug("window of %s as one value failed (%s); reading it row by row", session_id, exc)
+                loaded = None
             if loaded is not None:
                 return loaded
         rows = await self.db.fetchall(self._messages.load_window, (session_id,))
