@@ -22,6 +22,7 @@ from typing import Any
 
 from power_loop.contracts.errors import InvalidArgumentError, SessionNotFoundError
 from power_loop.store.codec import decode_json, encode_json
+from power_loop.store.messages import canonical_json, tool_calls_problem
 from power_loop.store.port import Database, Dialect, Row
 from power_loop.store.rows import MessageState, SessionKind, SessionStatus
 from power_loop.store.schema import SCHEMA_VERSION, SESSIONS, TABLES, Table
@@ -119,8 +120,13 @@ def _encode_value(table: Table, col_index: int, value: Any, where: str, problems
         if (table.name, col.name) in _OBJECTS and not isinstance(value, dict):
             problems.append(f"{where}.{col.name} must be an object, got {type(value).__name__}")
             return None
+        if (table.name, col.name) == ("messages", "tool_calls"):
+            bad = tool_calls_problem(value)
+            if bad:
+                problems.append(f"{where}: {bad}")
+                return None
         try:
-            return encode_json(value)
+            return canonical_json(encode_json(value))  # the text of what it loads as, as appends store it
         except (TypeError, ValueError) as exc:
             problems.append(f"{where}.{col.name} is not JSON-serialisable ({exc})")
             return None

@@ -123,6 +123,24 @@ def encode_messages(session_id: str, messages: Sequence[NewMessage], first_seq: 
     return params, rows
 
 
+def tool_calls_problem(calls: Any) -> str | None:
+    """Why ``calls`` cannot be a message's ``tool_calls`` (a list of objects, or None), else None."""
+    if calls is None:
+        return None
+    if not isinstance(calls, list):
+        return f"tool_calls must be a list or None, got {type(calls).__name__}"
+    for i, call in enumerate(calls):
+        if not isinstance(call, dict):
+            return f"tool_calls[{i}] must be an object (a dict), got {type(call).__name__}"
+    return None
+
+
+def canonical_json(text: str) -> str:
+    """The store's text for an encoded structured value: ``text`` re-encoded from what it
+    decodes to, where that differs (see ``_canonical``)."""
+    return _canonical(text)[1]
+
+
 def _canonical(text: str) -> tuple[Any, str]:
     """``(value, text)`` for an encoded structured value, ``text`` re-encoded from ``value``
     where decoding changed it: a dict whose keys collide once made strings (``1`` and
@@ -142,8 +160,9 @@ def _shape_problem(m: NewMessage) -> str | None:
     for what, index in (("round_index", m.round_index), ("send_index", m.send_index)):
         if index is not None and (type(index) is not int):
             return f"{what} must be an int or None, got {index!r}"
-    if m.tool_calls is not None and not isinstance(m.tool_calls, list):
-        return f"tool_calls must be a list or None, got {type(m.tool_calls).__name__}"
+    calls_problem = tool_calls_problem(m.tool_calls)
+    if calls_problem:
+        return calls_problem
     if not isinstance(m.meta, dict):
         return f"meta must be a dict, got {type(m.meta).__name__}"
     return None
@@ -210,20 +229,24 @@ def window_from_rows(rows: list[Row]) -> tuple[list[Message], list[int], list[in
 
 def window_from_json(row: Row | None) -> WindowRows | None:
     """The row of a ``load_window_json`` query as a window, or None when it cannot be
-    trusted and the window must load row by row: text that does not parse (a damaged
-    row, whose own error the row path raises) or seqs out of order (SQLite does not
-    promise ``group_concat`` order). Each message equals ``message_from_row(r).to_message()``
-    with the same key order, because the wire JSON is built in that order and parses back."""
-    if row is None or row[0] is None:
+    trusted and the window must load row by row: text that is not UTF-8 or does not
+    parse, a row the query refused (NULL: one message fewer than seqs), or seqs out of
+    order (SQLite does not promise ``group_concat`` order). The row path then raises a
+    damaged row's own error. Each message equals ``message_from_row(r).to_message()``
+    with the same key order, because the wire JSON is built in that order and parses
+    back, one object per row: each spliced text was checked to be one JSON value."""
+    if row is None or row[1] is None:  # no rows
         return WindowRows(messages=[], seqs=[], round_indexes=[])
     wire = row[0]
+    if wire is None:  # every row refused
+        return None
     if type(wire) is not bytes:
         wire = bytes(wire) if isinstance(wire, (bytearray, memoryview)) else str(wire).encode()
     try:
-        messages = decode_json(b"[" + wire + b"]")
+        messages = decode_json("[" + wire.decode() + "]")  # strict UTF-8, as the row path reads text
         seqs = decode_json("[" + row[1] + "]")
         rounds = decode_json("[" + row[2] + "]")
-    except (ValueError, RecursionError, TypeError):
+    except (ValueError, RecursionError, TypeError):  # UnicodeDecodeError is a ValueError
         return None
     if not (type(messages) is list and type(seqs) is list and type(rounds) is list
             and len(messages) == len(seqs) == len(rounds) and seqs == sorted(seqs)):

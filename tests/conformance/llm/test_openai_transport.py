@@ -11,7 +11,7 @@ import pytest
 
 from power_loop.contracts.errors import LLMProviderError
 from power_loop.llm.config import LLMProviderConfig
-from power_loop.llm.contract import LLMRequest, LLMResponse, LLMService
+from power_loop.llm.contract import EncodedHistory, LLMRequest, LLMResponse, LLMService
 from power_loop.llm.retry import LLMRetryPolicy, with_retry
 from power_loop.llm.transports.openai import OpenAICompatLLMService
 from power_loop.testing import FakeLLMServer, Fault, Rule
@@ -371,3 +371,34 @@ async def test_wire_body_is_byte_identical_to_sdk_create(fake_server: FakeLLMSer
     sdk = fake_server.requests[-1]
     assert ours == sdk.body
     assert fake_server.requests[-2].headers["authorization"] == sdk.headers["authorization"]
+
+
+async def test_a_loaded_history_goes_out_as_the_store_encoded_it(fake_server: FakeLLMServer) -> None:
+    """``history_encoded`` is spliced into the body as is (the store vouches for it): the
+    server receives the seed's bytes where the messages it covers go, and the body is
+    exactly what encoding the messages would give when the seed is their encoding."""
+    history: list[dict[str, Any]] = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} ✓"}
+                                     for i in range(12)]
+    text = json.dumps(history, ensure_ascii=False, separators=(",", ":"))[1:-1].encode()
+    service = OpenAICompatLLMService(config(fake_server))
+    await service.complete(LLMRequest(messages=history, system_prompt="sys", history_wire_safe=True))
+    plain = fake_server.requests[-1].body  # encoded from the messages
+    await service.close()
+    seeded = OpenAICompatLLMService(config(fake_server))
+    await seeded.complete(LLMRequest(messages=history, system_prompt="sys", history_wire_safe=True,
+                                     history_encoded=EncodedHistory(len(history), history[0], history[-1], text)))
+    await seeded.close()
+    assert fake_server.requests[-1].body == plain
+
+    fresh = OpenAICompatLLMService(config(fake_server))  # no cached entry: only the seed can supply it
+    marked = text.replace(b"turn 5", b"TURN 5")  # a seed that differs, to see where it lands
+    await fresh.complete(LLMRequest(messages=history, system_prompt="sys", history_wire_safe=True,
+                                    history_encoded=EncodedHistory(len(history), history[0], history[-1], marked)))
+    await fresh.close()
+    assert fake_server.requests[-1].body == plain.replace(b"turn 5", b"TURN 5")
+    uncovered = OpenAICompatLLMService(config(fake_server))
+    await uncovered.complete(LLMRequest(messages=history, system_prompt="sys", history_wire_safe=False,
+                                        history_encoded=EncodedHistory(len(history), history[0], history[-1],
+                                                                       marked)))
+    await uncovered.close()
+    assert fake_server.requests[-1].body == plain  # not wire-safe: the hint does not apply

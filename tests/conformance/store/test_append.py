@@ -166,6 +166,9 @@ async def test_bad_messages_are_refused_before_writing(store: SessionStore) -> N
     assert "message 1" in str(info.value) and "message 2" in str(info.value)
     with pytest.raises(InvalidArgumentError, match="expected_next_seq"):
         await store.append_messages(sid, [user("a")], expected_next_seq=0)
+    with pytest.raises(InvalidArgumentError, match=r"message 0: tool_calls\[1\] must be an object"):
+        await store.append_messages(sid, [NewMessage(role="assistant", content=None, tool_calls=[{}, ["x"]])],
+                                    expected_next_seq=1)
     session = await store.get_session(sid)
     assert session is not None and session.next_seq == 1
     assert await store.load_all_messages(sid) == []

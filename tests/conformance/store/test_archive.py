@@ -170,6 +170,10 @@ async def test_a_newer_archive_is_refused_and_nothing_written(store: SessionStor
     (lambda a: a["tables"]["sessions"][0].update(config=[1]), ["sessions[0].config must be an object"]),
     (lambda a: a["tables"]["messages"].append({**a["tables"]["messages"][0], "seq": 9}),
      ["seq values must lie"]),
+    (lambda a: (a["tables"]["messages"][0].update(tool_calls={}),
+                a["tables"]["messages"][1].update(tool_calls=[["x"]])),
+     ["messages[0]: tool_calls must be a list or None, got dict",
+      "messages[1]: tool_calls[0] must be an object"]),
 ])
 async def test_malformed_archives_name_every_problem_and_write_nothing(
     store: SessionStore, mutate: Any, fragments: list[str]
@@ -192,3 +196,15 @@ async def test_not_an_archive(store: SessionStore) -> None:
     with pytest.raises(InvalidArgumentError, match="new_session_id must be a non-empty string"):
         await store.import_session(compacted_archive(), new_session_id="")
     assert await store.get_session("old") is None
+
+
+async def test_imported_json_is_stored_as_it_loads(store: SessionStore) -> None:
+    """An archive value whose keys collide once made strings is stored as the text of what
+    it loads as, as an append stores it: the cold window's wire JSON stays exact."""
+    from test_window import check_window
+
+    archive = compacted_archive("collide")
+    archive["tables"]["messages"][3]["content"] = {1: "a", "1": "b"}
+    sid = await store.import_session(archive)
+    assert (await store.load_active_messages(sid))[0].content == {"1": "b"}
+    await check_window(store, sid)

@@ -115,17 +115,46 @@ async def test_window_skips_folded_rows(store: SessionStore) -> None:
     assert loaded.seqs == [4, 5, 6] and [m["content"] for m in loaded.messages] == ["summary", "ok", "next"]
 
 
-async def test_an_untrusted_window_text_falls_back_to_rows(store: SessionStore) -> None:
-    """A row whose stored JSON does not parse fails the one-value read, and the window is
-    read row by row, which names that row's own error (as before the fast path)."""
+async def damage(store: SessionStore, sid: str, seq: int, column: str, text: str) -> None:
+    """Overwrite one stored JSON text behind the store's back."""
+    table = f"{store.table_prefix}messages"
+    sql = store.db.dialect.render(f"UPDATE {table} SET {column} = ? WHERE session_id = ? AND seq = ?")
+    await store.db.write([Stmt(sql, (text, sid, seq))])
+
+
+@pytest.mark.parametrize("text", ['"x","name":"evil"', '"a","content":"b"', '"unterminated', ""])
+async def test_a_damaged_row_fails_the_window_as_it_fails_alone(store: SessionStore, text: str) -> None:
+    """A stored text that is not one JSON value could splice into valid JSON (an injected
+    key): the one-value read refuses it and the row path raises that row's own error."""
     sid = (await store.create_session()).session_id
     await store.append_messages(sid, [NewMessage(role="user", content="ok"), NewMessage(role="user", content="x")],
                                 expected_next_seq=1)
-    table = f"{store.table_prefix}messages"
-    sql = store.db.dialect.render(f"UPDATE {table} SET content = ? WHERE session_id = ? AND seq = 2")
-    await store.db.write([Stmt(sql, ('"unterminated', sid))])
-    with pytest.raises(ValueError, match="Unterminated string"):
+    await damage(store, sid, 2, "content", text)
+    with pytest.raises(ValueError):  # json.JSONDecodeError, from the row path
         await store.load_window(sid)
+
+
+async def test_a_damaged_tool_calls_text_fails_the_window_too(store: SessionStore) -> None:
+    sid = (await store.create_session()).session_id
+    calls = [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    await store.append_messages(sid, [NewMessage(role="assistant", content=None, tool_calls=calls)],
+                                expected_next_seq=1)
+    await damage(store, sid, 1, "tool_calls", '[{"id":"c"}],"role":"system"')
+    with pytest.raises(ValueError):
+        await store.load_window(sid)
+
+
+async def test_text_the_store_did_not_write_still_loads_the_same_messages(store: SessionStore) -> None:
+    """Valid JSON written by another encoder (here with spaces) loads as the same
+    messages on every path. SQLite sees that it is not minified and reads rows, so its
+    wire JSON stays exact; PostgreSQL cannot tell cheaply and splices it as stored."""
+    sid = (await store.create_session()).session_id
+    await store.append_messages(sid, [NewMessage(role="user", content={"a": [1, 2]})], expected_next_seq=1)
+    await damage(store, sid, 1, "content", '{"a": [1, 2]}')
+    loaded = await store.load_window(sid)
+    assert loaded.messages == [{"role": "user", "content": {"a": [1, 2]}}]
+    if store.dialect_name == "sqlite":
+        assert loaded.encoded is None
 
 
 def test_window_from_json_refuses_what_it_cannot_trust() -> None:
@@ -133,8 +162,11 @@ def test_window_from_json_refuses_what_it_cannot_trust() -> None:
     assert window_from_json(ok) is not None
     assert window_from_json((ok[0], "2,1", ok[2])) is None  # out of seq order
     assert window_from_json((ok[0], "1", "null")) is None  # one more message than seqs
+    assert window_from_json((b'{"role":"user","content":"a"}', "1,2", "null,3")) is None  # a row was refused
     assert window_from_json((b'{"role":"user","content":"a"},{', "1,2", "null,3")) is None  # does not parse
+    assert window_from_json((b'{"role":"user","content":"\xed\xa0\x80"}', "1", "null")) is None  # not UTF-8
     assert window_from_json(None) == window_from_json((None, None, None))
+    assert window_from_json((None, "1", "null")) is None  # the only row was refused
     loaded = window_from_json(ok)
     assert loaded is not None and loaded.encoded == ok[0] and loaded.round_indexes == [None, 3]
 

@@ -109,8 +109,8 @@ def format_placeholders(sql: str) -> str:
     return "".join(out)
 
 
-def wire_message_sql(quote: str) -> str:
-    """An SQL expression building a messages row as compact wire JSON.
+def wire_message_sql(quote: str, check: str) -> str:
+    """An SQL expression building a messages row as compact wire JSON, or NULL.
 
     The result is the text ``json.dumps(row.to_message(), ensure_ascii=False,
     separators=(",", ":"))`` would give: keys in ``to_message`` order, ``name`` and
@@ -118,14 +118,19 @@ def wire_message_sql(quote: str) -> str:
     ``tool_calls`` are spliced as stored (the store writes them in that same encoding),
     and the string columns go through ``quote`` — ``"json_quote({})"`` or
     ``"to_json({})::text"``, whose escapes must equal the wire encoder's (tests check
-    every code point).
+    every code point). ``check`` (``"json({0}) = {0}"``, ``"{0}::json IS NOT NULL"``)
+    must hold for each spliced text, else the row yields NULL (or the engine raises): a
+    damaged text such as ``"x","name":"y"`` would otherwise splice into valid JSON as
+    an extra key, where reading the row alone fails.
     """
     def q(col: str) -> str:
         return quote.format(col)
 
-    return ("'{\"role\":' || " + q("role") + " || ',\"content\":' || content"
+    wire = ("'{\"role\":' || " + q("role") + " || ',\"content\":' || content"
             " || CASE WHEN name IS NULL THEN '' ELSE ',\"name\":' || " + q("name") + " END"
             " || CASE WHEN tool_calls IS NULL OR tool_calls = '[]' THEN ''"
             " ELSE ',\"tool_calls\":' || tool_calls END"
             " || CASE WHEN tool_call_id IS NULL THEN '' ELSE ',\"tool_call_id\":' || " + q("tool_call_id")
             + " END || '}'")
+    valid = f"{check.format('content')} AND (tool_calls IS NULL OR {check.format('tool_calls')})"
+    return f"CASE WHEN {valid} THEN {wire} END"

@@ -55,8 +55,8 @@ class PostgresDialect:
 
     def window_json(self, table: str, where: str) -> str | None:
         """``string_agg`` of ``wire_message_sql`` in seq order (``to_json`` escapes strings
-        exactly as the wire encoder does)."""
-        wire = wire_message_sql("to_json({})::text")
+        exactly as the wire encoder does); malformed stored JSON fails the ``::json`` cast."""
+        wire = wire_message_sql("to_json({})::text", "{0}::json IS NOT NULL")
         return self.render(
             f"SELECT convert_to(string_agg({wire}, ',' ORDER BY seq), 'UTF8'),"
             f" string_agg(seq::text, ',' ORDER BY seq),"

@@ -58,11 +58,13 @@ class SQLiteDialect:
 
         SQLite does not promise ``group_concat``'s order (an ``ORDER BY`` subquery costs
         more and promises no more), so the seqs come back from the same pass and the
-        caller checks that they ascend. The wire JSON is a BLOB: no UTF-8 round trip.
+        caller checks that they ascend. A row whose stored JSON is not minified yields
+        NULL (one message short: the caller reads rows instead); malformed JSON fails the
+        query. The wire JSON is a BLOB, decoded strictly by the caller.
         """
         if not _has_json_quote():
             return None
-        wire = wire_message_sql("json_quote({})")
+        wire = wire_message_sql("json_quote({})", "json({0}) = {0}")  # valid and minified
         return (f"SELECT CAST(group_concat({wire}, ',') AS BLOB), group_concat(seq, ','),"
                 f" group_concat(coalesce(round_index, 'null'), ',') FROM {table} WHERE {where}")
 
