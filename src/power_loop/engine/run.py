@@ -43,6 +43,7 @@ from power_loop.engine.context import RunContext
 from power_loop.engine.llm_call import call_llm
 from power_loop.engine.result import RunStatus, StatefulResult
 from power_loop.engine.tool_calls import answer_calls, run_tool_calls
+from power_loop.engine.window import own_copy
 from power_loop.llm.contract import LLMRequest, LLMResponse
 from power_loop.llm.structured import StructuredOutputSpec, parse_structured, repair_prompt
 from power_loop.store.leases import LeaseLostError
@@ -110,8 +111,8 @@ class _Run:
         ctx = self.ctx
         ctx.emit(AgentEventType.SESSION_STARTED, SessionStartedPayload(scope="send"))
         if ctx.hooks.has(HookPoint.SESSION_START):
-            original = list(ctx.window.messages)
-            sctx = SessionStartCtx(messages=list(original), stop_event=ctx.token, session_id=ctx.session_id)
+            original = ctx.window.messages
+            sctx = SessionStartCtx(messages=own_copy(original), stop_event=ctx.token, session_id=ctx.session_id)
             await ctx.hooks.run(HookPoint.SESSION_START, sctx)
             if sctx.messages != original:
                 self.overlay, self.overlay_base = list(sctx.messages), len(original)
@@ -137,7 +138,7 @@ class _Run:
             round_index=self.round_no, has_tools=bool(ctx.tools_payload)), round_index=self.round_no)
         if not ctx.hooks.has(HookPoint.ROUND_START):
             return HookDirective.CONTINUE
-        rctx = RoundStartCtx(messages=self.history(), stop_event=ctx.token, round_index=self.round_no,
+        rctx = RoundStartCtx(messages=own_copy(self.history()), stop_event=ctx.token, round_index=self.round_no,
                              session_id=ctx.session_id)
         return await ctx.hooks.run(HookPoint.ROUND_START, rctx)
 
@@ -146,7 +147,7 @@ class _Run:
         ctx = self.ctx
         request = self.request(with_tools=with_tools)
         if ctx.hooks.has(HookPoint.LLM_BEFORE):
-            bctx = LLMBeforeCtx(messages=request.messages, system_prompt=request.system_prompt,
+            bctx = LLMBeforeCtx(messages=own_copy(request.messages), system_prompt=request.system_prompt,
                                 tools=request.tools, max_tokens=request.max_tokens,
                                 temperature=request.temperature, round_index=self.round_no,
                                 session_id=ctx.session_id)

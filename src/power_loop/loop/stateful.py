@@ -33,7 +33,7 @@ from power_loop.engine.context import RunContext
 from power_loop.engine.result import FollowUpQueued, StatefulResult
 from power_loop.engine.run import StaleWindowError, execute_run
 from power_loop.engine.tool_calls import answer_calls
-from power_loop.engine.window import SessionWindow
+from power_loop.engine.window import SessionWindow, own_copy
 from power_loop.events.bus import AgentEventBus
 from power_loop.hooks.registry import AgentHooks
 from power_loop.llm.contract import LLMService
@@ -476,7 +476,7 @@ class StatefulAgentLoop:
         assert self.store is not None
         if include_compacted:
             return [r.to_message() for r in await self.store.load_all_messages(session_id)]
-        return list((await self._window(row)).messages)
+        return own_copy((await self._window(row)).messages)  # the caller may edit them; the cache must not change
 
     async def get_pending(self, session_id: str) -> JSONObject | None:
         """``{"assistant_seq", "round_index", "tool_calls", "pending_interactions"}`` or None."""

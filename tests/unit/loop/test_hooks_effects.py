@@ -165,3 +165,39 @@ async def test_session_start_edits_apply_to_this_run_only(make_loop: LoopFactory
     await loop.send("hello", session_id=sid)
     assert [m["content"] for m in llm.last_request.messages] == ["(context for this run)", "hello"]
     assert [m["content"] for m in await loop.get_messages(sid)] == ["hello", "a"]
+
+
+async def test_in_place_edits_by_hooks_stay_in_their_run(make_loop: LoopFactory) -> None:
+    """A hook that edits a message dict in place (not only the list) changes what this
+    run sends and nothing else: the cached window, later sends and ``get_messages`` keep
+    the stored text, and the next request's bytes match its messages."""
+    llm = ScriptedLLM(["a", "b", "c", "d"])
+    loop = make_loop(llm)
+    sid = await loop.new_session()
+    await loop.send("secret one", session_id=sid)
+
+    def redact_start(ctx: object) -> None:
+        ctx.messages[0]["content"] = "[redacted]"  # type: ignore[attr-defined]
+
+    def redact_call(ctx: LLMBeforeCtx) -> None:
+        ctx.messages[1]["content"] = "[hidden]"
+
+    loop.hooks.register(HookPoint.SESSION_START, redact_start)
+    loop.hooks.register(HookPoint.LLM_BEFORE, redact_call)
+    await loop.send("two", session_id=sid)
+    assert [m["content"] for m in llm.last_request.messages] == ["[redacted]", "[hidden]", "two"]
+    loop.hooks.unregister(HookPoint.SESSION_START, redact_start)
+    loop.hooks.unregister(HookPoint.LLM_BEFORE, redact_call)
+    await loop.send("three", session_id=sid)
+    assert [m["content"] for m in llm.last_request.messages] == ["secret one", "a", "two", "b", "three"]
+
+
+async def test_get_messages_returns_copies(make_loop: LoopFactory) -> None:
+    llm = ScriptedLLM(["a", "b"])
+    loop = make_loop(llm)
+    sid = await loop.new_session()
+    await loop.send("one", session_id=sid)
+    (await loop.get_messages(sid))[0]["content"] = "changed by the caller"
+    await loop.send("two", session_id=sid)
+    assert llm.last_request.messages[0]["content"] == "one"
+    assert (await loop.get_messages(sid))[0]["content"] == "one"
