@@ -44,7 +44,8 @@ class SessionWindow:
     """No stored tool call name needs mapping to a provider-legal wire name."""
     encoded: EncodedHistory | None = None
     """The history's wire JSON as the store loaded it, until the first request takes it
-    (``take_encoded``): a transport sends a cold history without encoding it."""
+    (``take_encoded``): a transport sends a cold history without encoding it. Until then
+    a cached window holds it beside its messages (a fraction of their size in memory)."""
 
     @classmethod
     def from_rows(cls, rows: Sequence[MessageRow], *, next_seq: int, send_count: int,

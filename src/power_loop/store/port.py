@@ -105,11 +105,12 @@ class Dialect(Protocol):
         ...
 
     def window_json(self, table: str, where: str) -> str | None:
-        """One row for the messages of ``table`` matching ``where``, in ``seq`` order: their
-        wire JSON (``wire_message_sql``) as UTF-8 bytes, their seqs and their round indexes
-        (``null`` for none), each column the items joined by ``,`` (NULLs for no rows);
-        None where the engine cannot build the wire JSON byte-exactly, and windows load
-        row by row."""
+        """One row for the messages of ``table`` matching ``where``: their wire JSON
+        (``wire_message_sql``: NULL for a row whose stored text fails its check) as UTF-8
+        bytes, their seqs and their round indexes (``null`` for none), each column the
+        items joined by ``,`` in one order, seq order where the engine can promise it (the
+        caller checks); NULLs for no rows. None where the engine cannot build the wire
+        JSON byte-exactly, and windows load row by row."""
         ...
 
 
