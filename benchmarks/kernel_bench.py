@@ -190,7 +190,7 @@ def main(argv: list[str]) -> int:
             if what in ("s1", "all"):
                 s1(url, tmp, sends)
             if what in ("s2", "all"):
-                s2(url, tmp, [10, 100, 1000], 3)
+                s2(url, tmp, [10, 100, 1000], 5)
             if what in ("s3", "all"):
                 s3(url, tmp, 50, 4)
             if what in ("sql", "all"):
