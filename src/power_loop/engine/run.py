@@ -279,14 +279,14 @@ class _Run:
         ctx = self.ctx
         max_rounds = ctx.config.max_rounds
         while self.status is None:
+            if self.round_no >= 1 and self.budget_exceeded():  # before the round limit: no further call
+                self.status = RunStatus.BUDGET_EXCEEDED
+                return
             if self.round_no >= max_rounds:
                 await self.round_limit()
                 return
             if ctx.token.is_cancelled():
                 self.status = RunStatus.CANCELLED
-                return
-            if self.round_no >= 1 and self.budget_exceeded():
-                self.status = RunStatus.BUDGET_EXCEEDED
                 return
             await self.drain_follow_ups()
             self.round_no += 1
@@ -353,7 +353,7 @@ class _Run:
             ctx.emit(AgentEventType.LOOP_CANCELLED, LoopCancelledPayload(reason=ctx.token.reason))
         await ctx.settle()
         pending = ctx.window.pending()
-        pending_calls = pending.tool_calls if pending is not None else []
+        pending_calls = own_copy(pending.tool_calls) if pending is not None else []  # the caller's to edit
         if ctx.hooks.has(HookPoint.SESSION_END):
             await ctx.hooks.run(HookPoint.SESSION_END, SessionEndCtx(
                 reason=status.value, messages=self.history(), final_text=ctx.final_text,

@@ -287,6 +287,10 @@ class StatefulAgentLoop:
     async def _run(self, session_id: str, *, message: Message | None, stop_event: CancellationLike,
                    offered: ToolRegistry | None, system_prompt: str | None, heal_pending: bool,
                    resume: bool, config: AgentLoopConfig | None = None) -> StatefulResult:
+        # Checked before the session is locked or leased: a bad argument changes nothing.
+        token = CancellationToken.from_any(stop_event)
+        if system_prompt is not None and not isinstance(system_prompt, str):
+            raise InvalidArgumentError(f"system_prompt must be a string or None, got {type(system_prompt).__name__}")
         self._enter()
         try:
             async with self._lock(session_id):
@@ -306,8 +310,8 @@ class StatefulAgentLoop:
                         fresh = True
                     window = await self._prepared_window(session_id, fresh=fresh)
                     try:
-                        return await self._run_on(window, session_id, lease, message=message,
-                                                  stop_event=stop_event, offered=offered,
+                        return await self._run_on(window, session_id, lease, message=message, token=token,
+                                                  has_stop_event=stop_event is not None, offered=offered,
                                                   system_prompt=system_prompt, heal_pending=heal_pending,
                                                   resume=resume, config=config)
                     except StaleWindowError as exc:
@@ -328,7 +332,8 @@ class StatefulAgentLoop:
         return await self._window(row)
 
     async def _run_on(self, window: SessionWindow, session_id: str, lease: Lease, *, message: Message | None,
-                      stop_event: CancellationLike, offered: ToolRegistry | None, system_prompt: str | None,
+                      token: CancellationToken, has_stop_event: bool, offered: ToolRegistry | None,
+                      system_prompt: str | None,
                       heal_pending: bool, resume: bool,
                       config: AgentLoopConfig | None = None) -> StatefulResult:
         pending = window.pending()
@@ -344,27 +349,27 @@ class StatefulAgentLoop:
                 fresh = await self._prepared_window(session_id, fresh=True)  # confirm before refusing
                 if fresh is not window:
                     raise StaleWindowError("pending state seen in a cached window")
-                self._remember_lease(lease)  # nothing was run: this loop keeps its claim
+                await self._release_quietly(lease)  # nothing was run: other loops need not wait
+                self._remember_lease(lease)  # ... and this one re-takes it with its next write
                 raise SessionPendingError(session_id, assistant_seq=pending.assistant_seq,
-                                          pending_tool_calls=pending.tool_calls)
+                                          pending_tool_calls=own_copy(pending.tool_calls))
         if resume and resume_calls and offered is None:
-            return StatefulResult(session_id=session_id, status="pending_tools", pending_tool_calls=resume_calls)
+            await self._release_quietly(lease)
+            self._remember_lease(lease)
+            return StatefulResult(session_id=session_id, status="pending_tools",
+                                  pending_tool_calls=own_copy(resume_calls))
         signal = asyncio.Event()
+        try:
+            ctx = self._run_context(window, session_id, lease, token=token, has_stop_event=has_stop_event,
+                                    offered=offered, system_prompt=system_prompt, message=message,
+                                    signal=signal, config=config)
+        except BaseException:
+            await self._release_quietly(lease)
+            raise
         if session_id in self._leftover_follow_ups:
             self._leftover_follow_ups.discard(session_id)
             signal.set()
         self._running[session_id] = signal
-        llm, policy = self._retry_policy()
-        ctx = RunContext(
-            store=await self.ensure_store(), llm=llm, retry_policy=policy, config=config or self.config,
-            hooks=self._hooks, bus=self._event_bus, session_id=session_id, window=window,
-            token=CancellationToken.from_any(stop_event), has_stop_event=stop_event is not None,
-            registry=offered, system_prompt=self._system_prompt(system_prompt, window.system_prompt, offered),
-            tools_payload=offered.to_openai_tools() if offered is not None and offered.names() else None,
-            send_index=window.send_count + 1 if message is not None else (window.send_count or None),
-            stream=self._streaming(),
-            follow_up_signal=signal, lease=lease,
-        )
         keeper = LeaseKeeper(ctx, interval_s=self.config.lease_ttl_s / 3)
         keeper.start()
         try:
@@ -387,6 +392,23 @@ class StatefulAgentLoop:
         if ctx.lease is not None:
             self._remember_lease(ctx.lease)
         return result
+
+    def _run_context(self, window: SessionWindow, session_id: str, lease: Lease, *, token: CancellationToken,
+                     has_stop_event: bool, offered: ToolRegistry | None, system_prompt: str | None,
+                     message: Message | None, signal: asyncio.Event,
+                     config: AgentLoopConfig | None) -> RunContext:
+        llm, policy = self._retry_policy()
+        assert self.store is not None  # _run opened it
+        return RunContext(
+            store=self.store, llm=llm, retry_policy=policy, config=config or self.config,
+            hooks=self._hooks, bus=self._event_bus, session_id=session_id, window=window,
+            token=token, has_stop_event=has_stop_event,
+            registry=offered, system_prompt=self._system_prompt(system_prompt, window.system_prompt, offered),
+            tools_payload=offered.to_openai_tools() if offered is not None and offered.names() else None,
+            send_index=window.send_count + 1 if message is not None else (window.send_count or None),
+            stream=self._streaming(),
+            follow_up_signal=signal, lease=lease,
+        )
 
     def _remember_lease(self, lease: Lease) -> None:
         """Keep the last lease per session: the next send re-takes it inside its first write."""
@@ -485,7 +507,7 @@ class StatefulAgentLoop:
         if pending is None:
             return None
         return {"assistant_seq": pending.assistant_seq, "round_index": pending.round_index,
-                "tool_calls": pending.tool_calls, "pending_interactions": []}
+                "tool_calls": own_copy(pending.tool_calls), "pending_interactions": []}
 
     async def prewarm(self, session_id: str) -> bool:
         """Load the session's active window into the cache; False for an unknown session."""

@@ -1,0 +1,80 @@
+"""Edges of a send found in review: what a refused or bad call leaves behind, copies
+handed to callers, the budget before the round limit."""
+
+from __future__ import annotations
+
+import pytest
+from loop_support import LoopFactory
+
+from power_loop import AgentLoopConfig, InvalidArgumentError, SessionPendingError
+from power_loop.testing import ScriptedLLM
+
+QUICK = AgentLoopConfig(lease_wait_s=0.3)
+
+
+async def test_a_refused_send_leaves_the_session_free_for_other_loops(make_loop: LoopFactory) -> None:
+    """``SessionPendingError`` (and a ``resume`` without tools) must not keep the lease:
+    another loop can abort the pending calls at once."""
+    a = make_loop(ScriptedLLM([ScriptedLLM.tool_calls([("add", {"a": 1, "b": 2})])]), config=QUICK, tools=None)
+    sid = await a.new_session()
+    assert (await a.send("hi", sid)).status == "pending_tools"  # no tools offered: the calls wait
+    c = make_loop(ScriptedLLM([]), config=QUICK)
+    with pytest.raises(SessionPendingError):
+        await c.send("again", sid)
+    d = make_loop(ScriptedLLM([]), config=QUICK, tools=None)
+    assert (await d.resume(sid)).status == "pending_tools"
+    b = make_loop(ScriptedLLM([]), config=QUICK)
+    assert await b.abort_pending(sid) == 1  # no SessionBusyError: nobody holds the session
+    assert (await c.send("now", sid)).status in ("completed", "degraded")  # c re-takes its claim
+
+
+async def test_bad_arguments_change_nothing_and_leave_no_claim(make_loop: LoopFactory) -> None:
+    a = make_loop(ScriptedLLM(["one", "two"]), config=QUICK)
+    sid = await a.new_session()
+    with pytest.raises(InvalidArgumentError, match="stop_event"):
+        await a.send("hi", sid, stop_event=42)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="system_prompt must be a string"):
+        await a.send("hi", sid, system_prompt=123)  # type: ignore[arg-type]
+    assert await a.get_messages(sid) == []
+    queued = await a.follow_up("hello", sid)  # nothing is running: a normal send
+    assert getattr(queued, "status", None) == "completed"
+    b = make_loop(ScriptedLLM(["b"]), config=QUICK)
+    assert (await b.send("from b", sid)).status == "completed"  # no lease left behind
+
+
+async def test_pending_calls_handed_out_are_copies(make_loop: LoopFactory) -> None:
+    """A host editing the pending calls it was given (to redact them for a UI) changes
+    neither the loop's cache nor what is answered later."""
+    llm = ScriptedLLM([ScriptedLLM.tool_calls([("add", {"a": 1, "b": 2})], ids=["call_1"]), "done"])
+    a = make_loop(llm, config=QUICK, tools=None)
+    sid = await a.new_session()
+    result = await a.send("go", sid)
+    assert result.status == "pending_tools"
+    result.pending_tool_calls[0]["function"]["arguments"] = '{"a": 0}'
+    pending = await a.get_pending(sid)
+    assert pending is not None
+    pending["tool_calls"][0]["id"] = "changed"
+    with pytest.raises(SessionPendingError) as info:
+        await a.send("probe", sid)
+    info.value.pending_tool_calls[0]["id"] = "changed too"
+    again = await a.get_pending(sid)  # a's cached window is untouched
+    assert again is not None and again["tool_calls"][0]["id"] == "call_1"
+    assert again["tool_calls"][0]["function"]["arguments"] == '{"a": 1, "b": 2}'
+    runner = make_loop(llm, config=QUICK)  # with the tools
+    await runner.resume(sid)
+    messages = await runner.get_messages(sid)
+    assert messages == await a.get_messages(sid)  # a's cache agrees with the store
+    assert messages[1]["tool_calls"][0]["id"] == "call_1"
+    assert messages[1]["tool_calls"][0]["function"]["arguments"] == '{"a": 1, "b": 2}'
+    assert messages[2]["tool_call_id"] == "call_1" and messages[2]["content"] == "3"
+
+
+async def test_the_budget_stops_a_run_before_the_round_limit_calls_again(make_loop: LoopFactory) -> None:
+    """With the token budget spent and the round limit reached at the same boundary, no
+    further LLM call is made (no round-limit summary): the status is ``budget_exceeded``."""
+    llm = ScriptedLLM([ScriptedLLM.tool_calls([("add", {"a": 1, "b": 2})]), "summary"])
+    a = make_loop(llm, config=AgentLoopConfig(max_rounds=1, max_tokens_per_run=1))
+    sid = await a.new_session()
+    result = await a.send("hi", sid)
+    assert result.status == "budget_exceeded"
+    assert result.usage["calls"] == 1 and len(llm.requests) == 1
