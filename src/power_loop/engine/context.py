@@ -7,7 +7,7 @@ batch (one commit) and extends the window with exactly what was stored.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,9 @@ class RunContext:
     stream: bool
     follow_up_signal: Any = None
     """Set by the loop when this run has durable follow-ups to drain (an asyncio.Event)."""
+    close_follow_ups: Callable[[], None] | None = None
+    """Called once the run has passed its last round boundary: inputs that come later are
+    not queued into it (the loop sends them on their own)."""
     usage: dict[str, int] = field(default_factory=empty_usage)
     rounds: int = 0
     tool_calls_executed: int = 0
@@ -133,8 +136,10 @@ class RunContext:
         Every append is fenced on the run's lease (the first one after taking or releasing it
         also renews it; later ones only check it, see ``lease_written``); a non-final one also asks
         whether follow-ups are queued, unless ``probe=False`` (no round boundary follows it).
-        ``final=True`` records the run's stats and releases the lease in the same commit (a
-        run that goes on re-takes it with its next append).
+        ``final=True`` records the run's stats and releases the lease in the same commit,
+        unless inputs are queued for the session then (from any process): the lease stays
+        held and ``follow_up_signal`` is set, for the run to go on and drain them. A run
+        that goes on after a release re-takes the lease with its next append.
         """
         if self.hooks.has(HookPoint.MESSAGE_APPEND):
             edited: list[Message] = []
@@ -147,20 +152,27 @@ class RunContext:
         new = [NewMessage.from_message(m, round_index=round_index, send_index=self.send_index) for m in messages]
         stats = self.unrecorded_stats() if final else None
         probe = probe and not final and self.follow_up_signal is not None
+        was_released = self.lease_released
         if final:
             self.lease_released = True  # before the write: the lease keeper must not renew past it
-        outcome = await self.store.append_batch(
-            self.session_id, new, expected_next_seq=self.window.next_seq, start_send=start_send,
-            stats=stats, consume_follow_ups=consume_follow_ups, lease=self.lease,
-            release_lease=final, probe_follow_ups=probe, renew_lease=not self.lease_written,
-        )
+        try:
+            outcome = await self.store.append_batch(
+                self.session_id, new, expected_next_seq=self.window.next_seq, start_send=start_send,
+                stats=stats, consume_follow_ups=consume_follow_ups, lease=self.lease,
+                release_lease="unless_queued" if final else False, probe_follow_ups=probe,
+                renew_lease=not self.lease_written,
+            )
+        except BaseException:
+            if final:
+                self.lease_released = was_released
+            raise
         if start_send:
             self.window.send_count += 1
         if final:
             self.recorded = self.stats_delta()
-        self.lease_released = final and self.lease is not None
-        self.lease_written = self.lease is not None and not final
-        if outcome.follow_ups_waiting:
+        self.lease_released = outcome.lease_released
+        self.lease_written = self.lease is not None and not outcome.lease_released
+        if outcome.follow_ups_waiting and self.follow_up_signal is not None:
             self.follow_up_signal.set()
         self.window.extend(outcome.rows)
         return outcome.rows

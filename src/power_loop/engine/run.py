@@ -11,6 +11,7 @@ whose calls a later run cannot identify as unresolved (derived from the messages
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from power_loop.contracts.errors import StructuredOutputError
 from power_loop.contracts.events import (
@@ -127,9 +128,19 @@ class _Run:
         rows = await ctx.store.list_follow_ups(ctx.session_id)
         if not rows:
             return False
-        text = "<follow_up>\n" + "\n".join(str(r.content) for r in rows) + "\n</follow_up>"
-        await ctx.append([{"role": "user", "content": text}], round_index=self.round_no or None,
-                         consume_follow_ups=[r.follow_up_id for r in rows])
+        message = {"role": "user", "content": follow_up_content([r.content for r in rows])}
+        if not ctx.lease_released:
+            await ctx.append([message], round_index=self.round_no or None,
+                             consume_follow_ups=[r.follow_up_id for r in rows])
+            return True
+        # The final answer let the lease go (these inputs came after it): go on only if it
+        # can be re-taken unchanged. If another send took the session meanwhile, this run
+        # is over and the inputs stay queued for that send, whose appends see them.
+        try:
+            await ctx.append([message], round_index=self.round_no or None,
+                             consume_follow_ups=[r.follow_up_id for r in rows])
+        except (LeaseLostError, WriteConflict):
+            return False
         return True
 
     async def round_start(self) -> HookDirective:
@@ -197,13 +208,29 @@ class _Run:
         ctx.final_text = text
         self.status = RunStatus.DEGRADED
 
-    async def record_final(self, response: LLMResponse) -> None:
-        """Append the answer; with follow-ups waiting the run goes on, so it is not final yet."""
+    async def record_final(self, response: LLMResponse, *, natural: bool) -> None:
+        """Append the answer. It is not final (the lease is kept) when the run is known to
+        go on: follow-ups are waiting, or a structured answer that fails will be repaired."""
         text = response.content_text
         signal = self.ctx.follow_up_signal
-        final = signal is None or not signal.is_set()
+        final = (signal is None or not signal.is_set()) and not (natural and self.repair_follows(text))
         await self.ctx.append([{"role": "assistant", "content": text}], round_index=self.round_no, final=final)
         self.ctx.final_text = text
+        self.natural_final = natural
+
+    def repair_follows(self, text: str) -> bool:
+        """``structured_output`` will send ``text`` back for repair (see there)."""
+        spec = self.spec
+        if spec is None:
+            return False
+        budget = self.ctx.config.max_tokens_per_run
+        if budget is not None and self.ctx.spent_tokens >= budget:
+            return False
+        try:
+            parse_structured(text, schema=spec.schema)
+        except StructuredOutputError:
+            return True
+        return False
 
     async def tools_round(self, response: LLMResponse) -> bool:
         """Persist the tool-calling turn and answer its calls; return False to end the run."""
@@ -261,8 +288,7 @@ class _Run:
         self.round_no += 1
         response, break_after = await self.llm_step(with_tools=False)
         if response is not None:
-            await self.record_final(response)
-            self.natural_final = not break_after
+            await self.record_final(response, natural=not break_after)
         if self.status is None:
             self.status = RunStatus.HIT_ROUND_LIMIT
 
@@ -300,8 +326,7 @@ class _Run:
             if response is None:
                 return
             if not response.tool_calls or break_after:
-                await self.record_final(response)
-                self.natural_final = not break_after
+                await self.record_final(response, natural=not break_after)
                 await self.round_end(has_tools=False, text=response.content_text)
                 if not break_after and await self.drain_follow_ups():
                     continue
@@ -343,7 +368,7 @@ class _Run:
         self.natural_final = False
         response, _ = await self.llm_step(with_tools=False)
         if response is not None:
-            await self.record_final(response)
+            await self.record_final(response, natural=False)  # no second repair
             self.parse_structured(spec)
 
     async def finish(self) -> StatefulResult:
@@ -365,6 +390,22 @@ class _Run:
             structured=self.structured, structured_error=self.structured_error,
             send_index=ctx.send_index,
         )
+
+
+def follow_up_content(contents: list[Any]) -> str | list[JSONObject]:
+    """The user message content of drained follow-ups, in queue order, wrapped in
+    ``<follow_up>`` tags: plain text when every input is text, else content parts (an
+    input's parts kept as they are, so an image stays an image)."""
+    if all(isinstance(c, str) for c in contents):
+        return "<follow_up>\n" + "\n".join(contents) + "\n</follow_up>"
+    parts: list[JSONObject] = [{"type": "text", "text": "<follow_up>"}]
+    for content in contents:
+        if isinstance(content, list):
+            parts.extend(p if isinstance(p, dict) else {"type": "text", "text": str(p)} for p in content)
+        else:
+            parts.append({"type": "text", "text": content if isinstance(content, str) else str(content)})
+    parts.append({"type": "text", "text": "</follow_up>"})
+    return parts
 
 
 def _forces_a_call(choice: str | JSONObject) -> bool:
@@ -404,6 +445,8 @@ async def execute_run(
             if ctx.token.is_cancelled():
                 run.status = RunStatus.CANCELLED
         await run.rounds()
+        if ctx.close_follow_ups is not None:
+            ctx.close_follow_ups()
         if run.spec is not None:
             await run.structured_output()
         return await run.finish()

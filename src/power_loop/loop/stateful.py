@@ -370,6 +370,14 @@ class StatefulAgentLoop:
             self._leftover_follow_ups.discard(session_id)
             signal.set()
         self._running[session_id] = signal
+
+        def close_follow_ups() -> None:
+            if self._running.get(session_id) is signal:
+                del self._running[session_id]
+                if signal.is_set():  # queued but not drained (the run ended otherwise): the next send drains it
+                    self._leftover_follow_ups.add(session_id)
+
+        ctx.close_follow_ups = close_follow_ups
         keeper = LeaseKeeper(ctx, interval_s=self.config.lease_ttl_s / 3)
         keeper.start()
         try:
@@ -386,9 +394,7 @@ class StatefulAgentLoop:
             raise
         finally:
             await keeper.stop()
-            self._running.pop(session_id, None)
-            if signal.is_set():
-                self._leftover_follow_ups.add(session_id)
+            close_follow_ups()
         if ctx.lease is not None:
             self._remember_lease(ctx.lease)
         return result
@@ -447,9 +453,12 @@ class StatefulAgentLoop:
         if signal is None:
             held = await store.get_lease(session_id)
             if held is not None and held.holder != self._holder and held.is_live(int(time.time() * 1000)):
-                # running in another process: its next round boundary sees the queued input
-                depth = await store.enqueue_follow_up(session_id, message.get("content"))
-                return FollowUpQueued(session_id=session_id, queue_depth=depth)
+                # running in another process: its next round boundary, or its last append,
+                # sees the queued input; if that send let the lease go meanwhile, send it here
+                depth = await store.enqueue_follow_up_if_running(session_id, message.get("content"),
+                                                                 not_holder=self._holder)
+                if depth is not None:
+                    return FollowUpQueued(session_id=session_id, queue_depth=depth)
             return await self.send(message, session_id, stop_event=stop_event, tools=tools,
                                    system_prompt=system_prompt, output_schema=output_schema,
                                    tool_choice=tool_choice)

@@ -42,7 +42,7 @@ from power_loop.contracts.errors import (
 )
 from power_loop.store.port import Database, Dialect, Stmt, WriteConflict
 from power_loop.store.rows import MessageRow
-from power_loop.store.schema import SESSION_LEASES, SESSIONS
+from power_loop.store.schema import FOLLOW_UPS, SESSION_LEASES, SESSIONS
 
 POLL_MIN_S = 0.02
 POLL_MAX_S = 0.25
@@ -103,7 +103,10 @@ class AppendOutcome:
 
     rows: list[MessageRow]
     follow_ups_waiting: bool = False
-    """Inputs are queued for this session (asked with ``probe_follow_ups=True``)."""
+    """Inputs are queued for this session (asked with ``probe_follow_ups=True``, or found
+    by ``release_lease="unless_queued"``, which then kept the lease)."""
+    lease_released: bool = False
+    """The batch let its lease go (``release_lease``)."""
 
 
 def default_lease_holder() -> str:
@@ -139,7 +142,7 @@ def holder_is_dead(host: str | None, pid: int | None) -> bool:
 class LeaseQueries:
     """The rendered SQL of the leases table for one dialect and prefix."""
 
-    __slots__ = ("append_fence_held", "fence", "insert", "read", "release", "take_over")
+    __slots__ = ("append_fence_held", "fence", "insert", "read", "release", "release_unless_queued", "take_over")
 
     def __init__(self, dialect: Dialect, table_prefix: str) -> None:
         t = f"{table_prefix}{SESSION_LEASES.name}"
@@ -157,6 +160,16 @@ class LeaseQueries:
         )
         self.fence = r(f"UPDATE {t} SET expires_at = ? WHERE session_id = ? AND holder = ? AND epoch = ?")
         self.release = r(f"UPDATE {t} SET expires_at = 0 WHERE session_id = ? AND holder = ? AND epoch = ?")
+        f = f"{table_prefix}{FOLLOW_UPS.name}"
+        self.release_unless_queued = r(
+            f"UPDATE {t} SET expires_at = 0 WHERE session_id = ? AND holder = ? AND epoch = ?"
+            f" AND NOT EXISTS (SELECT 1 FROM {f} WHERE session_id = ?)"
+        )
+        """``release``, unless inputs are queued for the session: 0 rows then, and the
+        holder goes on to run them. Inside an append it runs after the session row's
+        ``next_seq`` fence, which an enqueue also writes first, so the two serialise: an
+        input is either seen here or enqueued after the release (and sees it, see
+        ``SessionStore.enqueue_follow_up(while_held=...)``)."""
         self.append_fence_held = r(
             f"UPDATE {s} SET next_seq = next_seq + ?, send_count = send_count + ?, updated_at = ?"
             f" WHERE session_id = ? AND next_seq = ? AND EXISTS (SELECT 1 FROM {t} l"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from power_loop.contracts.errors import InvalidArgumentError, SessionNotFoundError, StoreError
 from power_loop.contracts.json import Message
@@ -58,6 +58,10 @@ from power_loop.store.sessions import (
 from power_loop.store.stats import StatsQueries, check_delta, stats_from_row
 
 logger = logging.getLogger(__name__)
+
+
+class _NotRunning(Exception):
+    """No send of another holder runs the session: the conditional enqueue writes nothing."""
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -207,17 +211,20 @@ class SessionStore:
     async def append_batch(
         self, session_id: str, messages: Sequence[NewMessage], *, expected_next_seq: int,
         start_send: bool = False, stats: StatsDelta | None = None, consume_follow_ups: Sequence[int] = (),
-        lease: Lease | None = None, release_lease: bool = False, probe_follow_ups: bool = False,
-        renew_lease: bool = True,
+        lease: Lease | None = None, release_lease: bool | Literal["unless_queued"] = False,
+        probe_follow_ups: bool = False, renew_lease: bool = True,
     ) -> AppendOutcome:
         """``append_messages`` for a running send: the same single commit, plus two riders.
 
         ``release_lease`` lets ``lease`` go in that same commit (the send's last write);
-        ``probe_follow_ups`` reports whether inputs are queued for the session, from any
-        process, at no extra round trip. ``renew_lease=False`` says the caller renews the
-        lease otherwise (a keeper timer): where the backend serialises writes, the batch
-        then only checks that the lease is held, inside its ``next_seq`` fence, and leaves
-        the lease row unwritten (one statement and one page less per commit).
+        ``"unless_queued"`` keeps it if inputs are queued for the session at that moment
+        (``follow_ups_waiting``: the send goes on to run them, so a follow-up enqueued
+        while it ran is never stranded). ``probe_follow_ups`` reports whether inputs are
+        queued for the session, from any process, at no extra round trip.
+        ``renew_lease=False`` says the caller renews the lease otherwise (a keeper timer):
+        where the backend serialises writes, the batch then only checks that the lease is
+        held, inside its ``next_seq`` fence, and leaves the lease row unwritten (one
+        statement and one page less per commit).
         """
         if type(expected_next_seq) is not int or expected_next_seq < 1:
             raise InvalidArgumentError(f"expected_next_seq must be an int >= 1, got {expected_next_seq!r}")
@@ -242,15 +249,25 @@ class SessionStore:
         if consume_follow_ups:
             check_follow_up_ids(consume_follow_ups)
             stmts.append(self._follow_ups.consume(session_id, consume_follow_ups))
-        if release_lease and lease is not None:
-            stmts.append(Stmt(self._leases.release, (session_id, lease.holder, lease.epoch)))
+        conditional = release_lease == "unless_queued"
+        releasing = bool(release_lease) and lease is not None
+        if releasing:
+            assert lease is not None
+            if conditional:
+                stmts.append(Stmt(self._leases.release_unless_queued,
+                                  (session_id, lease.holder, lease.epoch, session_id)))
+            else:
+                stmts.append(Stmt(self._leases.release, (session_id, lease.holder, lease.epoch)))
+            at_release = len(stmts) - 1
         if probe_follow_ups:
             stmts.append(Stmt(self._follow_ups.probe, (session_id, session_id)))
         try:
             counts = await self.db.write(stmts)
         except WriteConflict as exc:
             await self._explain_conflict(exc, session_id, expected_next_seq, consume_follow_ups, lease)
-        return AppendOutcome(rows=rows, follow_ups_waiting=probe_follow_ups and counts[-1] > 0)
+        released = releasing and (not conditional or counts[at_release] > 0)
+        waiting = (probe_follow_ups and counts[-1] > 0) or (releasing and conditional and not released)
+        return AppendOutcome(rows=rows, follow_ups_waiting=waiting, lease_released=released)
 
     def _lease_fence(self, lease: Lease, session_id: str, now: int) -> Stmt:
         if not isinstance(lease, Lease) or lease.session_id != session_id:
@@ -367,15 +384,45 @@ class SessionStore:
             InvalidArgumentError: ``invalid_argument`` — ``content`` is not JSON-serialisable.
             SessionNotFoundError: ``session.not_found`` — no such session.
         """
+        depth = await self._enqueue(session_id, content, running_for=None)
+        assert depth is not None
+        return depth
+
+    async def enqueue_follow_up_if_running(self, session_id: str, content: Any, *, not_holder: str) -> int | None:
+        """``enqueue_follow_up`` only while a send of another holder runs the session (its
+        lease is live), checked in the same transaction; None, and nothing written, if not.
+
+        The check comes after the transaction has written the session row, which a
+        send's appends write first too, and a send's last append lets its lease go only
+        if nothing is queued (``release_lease="unless_queued"``): so either the running
+        send sees this input and runs it, or this call sees the lease gone and the caller
+        sends the input itself. An input is never left queued behind a finished send.
+
+        Raises:
+            InvalidArgumentError: ``invalid_argument`` — ``content`` is not JSON-serialisable.
+            SessionNotFoundError: ``session.not_found`` — no such session.
+        """
+        return await self._enqueue(session_id, content, running_for=not_holder)
+
+    async def _enqueue(self, session_id: str, content: Any, *, running_for: str | None) -> int | None:
         problem = json_problem("follow-up content", content)
         if problem:
             raise InvalidArgumentError(problem)
         q = self._follow_ups
-        async with self.db.transaction() as tx:
-            if await tx.execute(q.allocate, (session_id,)) != 1:
-                raise SessionNotFoundError(session_id)
-            await tx.execute(q.insert, (session_id, session_id, encode_json(content), self._clock()))
-            row = await tx.fetchone(q.count, (session_id,))
+        try:
+            async with self.db.transaction() as tx:
+                if await tx.execute(q.allocate, (session_id,)) != 1:
+                    raise SessionNotFoundError(session_id)
+                if running_for is not None:
+                    held = await tx.fetchone(self._leases.read, (session_id,))
+                    if held is None or held[1] is None or held[1] == running_for or not LeaseRow(
+                            session_id=session_id, holder=str(held[1]), host=held[2], pid=held[3],
+                            epoch=int(held[4]), expires_at=int(held[5])).is_live(self._clock()):
+                        raise _NotRunning  # rolls the transaction back: nothing written
+                await tx.execute(q.insert, (session_id, session_id, encode_json(content), self._clock()))
+                row = await tx.fetchone(q.count, (session_id,))
+        except _NotRunning:
+            return None
         return 0 if row is None else int(row[0])
 
     async def list_follow_ups(self, session_id: str) -> list[FollowUpRow]:

@@ -245,3 +245,37 @@ def test_default_holder_names_host_and_pid() -> None:
     lease = Lease(session_id="s", holder=a, epoch=1, expires_at=2, ttl_ms=3)
     with pytest.raises(AttributeError):
         lease.epoch = 5  # type: ignore[misc]
+
+
+async def test_a_conditional_enqueue_needs_a_live_lease_of_another_holder(store: SessionStore) -> None:
+    sid = (await store.create_session()).session_id
+    assert await store.enqueue_follow_up_if_running(sid, "x", not_holder="b") is None  # never leased
+    lease = await store.acquire_lease(sid, holder="a", ttl_ms=60_000, wait_s=0)
+    assert await store.enqueue_follow_up_if_running(sid, "mine", not_holder="a") is None  # its own send
+    assert await store.enqueue_follow_up_if_running(sid, "for a", not_holder="b") == 1
+    await store.release_lease(lease)
+    assert await store.enqueue_follow_up_if_running(sid, "too late", not_holder="b") is None
+    assert [f.content for f in await store.list_follow_ups(sid)] == ["for a"]  # nothing else written
+    assert await store.enqueue_follow_up(sid, "next") == 2
+    assert [f.follow_up_id for f in await store.list_follow_ups(sid)] == [1, 2]  # refused ones took no id
+    with pytest.raises(SessionNotFoundError):
+        await store.enqueue_follow_up_if_running("ghost", "x", not_holder="b")
+
+
+async def test_a_last_append_keeps_the_lease_while_inputs_are_queued(store: SessionStore) -> None:
+    """``release_lease="unless_queued"``: with a follow-up queued the lease stays held (and
+    the batch says why); once it is consumed, the same kind of append lets the lease go."""
+    sid = (await store.create_session()).session_id
+    lease = await store.acquire_lease(sid, holder="a", ttl_ms=60_000, wait_s=0)
+    await store.enqueue_follow_up(sid, "queued")
+    kept = await store.append_batch(sid, [NewMessage(role="assistant", content="first")], expected_next_seq=1,
+                                    lease=lease, release_lease="unless_queued")
+    assert (kept.lease_released, kept.follow_ups_waiting) == (False, True)
+    with pytest.raises(SessionBusyError):
+        await store.acquire_lease(sid, holder="b", ttl_ms=60_000, wait_s=0)
+    (queued,) = await store.list_follow_ups(sid)
+    done = await store.append_batch(sid, [NewMessage(role="assistant", content="second")], expected_next_seq=2,
+                                    lease=lease, release_lease="unless_queued",
+                                    consume_follow_ups=[queued.follow_up_id])
+    assert (done.lease_released, done.follow_ups_waiting) == (True, False)
+    assert (await store.acquire_lease(sid, holder="b", ttl_ms=60_000, wait_s=0)).holder == "b"
