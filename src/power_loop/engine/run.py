@@ -47,6 +47,7 @@ from power_loop.engine.tool_calls import answer_calls, run_tool_calls
 from power_loop.engine.window import own_copy
 from power_loop.llm.contract import LLMRequest, LLMResponse
 from power_loop.llm.structured import StructuredOutputSpec, parse_structured, repair_prompt
+from power_loop.store.codec import storable
 from power_loop.store.leases import LeaseLostError
 from power_loop.store.port import WriteConflict
 
@@ -211,7 +212,7 @@ class _Run:
     async def record_final(self, response: LLMResponse, *, natural: bool) -> None:
         """Append the answer. It is not final (the lease is kept) when the run is known to
         go on: follow-ups are waiting, or a structured answer that fails will be repaired."""
-        text = response.content_text
+        text = storable(response.content_text)
         signal = self.ctx.follow_up_signal
         final = (signal is None or not signal.is_set()) and not (natural and self.repair_follows(text))
         await self.ctx.append([{"role": "assistant", "content": text}], round_index=self.round_no, final=final)
@@ -235,8 +236,9 @@ class _Run:
     async def tools_round(self, response: LLMResponse) -> bool:
         """Persist the tool-calling turn and answer its calls; return False to end the run."""
         ctx = self.ctx
-        calls = [dict(c) for c in response.tool_calls]
-        await ctx.append([{"role": "assistant", "content": response.content_text or None, "tool_calls": calls}],
+        calls = storable([dict(c) for c in response.tool_calls])
+        await ctx.append([{"role": "assistant", "content": storable(response.content_text) or None,
+                           "tool_calls": calls}],
                          round_index=self.round_no, probe=False)
         if response.content_text:
             ctx.final_text = response.content_text

@@ -21,6 +21,7 @@ from power_loop.contracts.events import (
 from power_loop.contracts.hooks import HookDirective, HookPoint, ToolAfterCtx, ToolBeforeCtx, ToolErrorCtx
 from power_loop.contracts.json import JSONObject
 from power_loop.engine.context import RunContext
+from power_loop.store.codec import storable
 from power_loop.tools.execution import (
     ToolOutcome,
     execute_tool,
@@ -73,7 +74,7 @@ async def answer_calls(ctx: RunContext, calls: list[JSONObject], text: str, *, r
 
 
 def _tool_message(call: JSONObject, output: str) -> JSONObject:
-    return {"role": "tool", "tool_call_id": call_parts(call)[0], "content": output}
+    return {"role": "tool", "tool_call_id": call_parts(call)[0], "content": storable(output)}
 
 
 async def _append_result(ctx: RunContext, call: JSONObject, output: str, round_index: int, *, last: bool) -> None:

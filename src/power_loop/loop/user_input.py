@@ -6,6 +6,7 @@ from typing import Any
 
 from power_loop.contracts.errors import InvalidArgumentError
 from power_loop.contracts.json import Message
+from power_loop.store.codec import storable_problem
 
 
 def normalize_user_input(user_input: Any) -> Message:
@@ -17,6 +18,10 @@ def normalize_user_input(user_input: Any) -> Message:
     if isinstance(user_input, str):
         if not user_input.strip():
             raise InvalidArgumentError("user_input is empty: send needs some text")
+        if not user_input.isascii():
+            problem = storable_problem("user_input", user_input)
+            if problem:
+                raise InvalidArgumentError(problem)
         return {"role": "user", "content": user_input}
     if isinstance(user_input, dict):
         content = user_input.get("content")
@@ -31,5 +36,8 @@ def normalize_user_input(user_input: Any) -> Message:
                 raise InvalidArgumentError("user_input content parts must be a non-empty list of dicts with 'type'")
         else:
             raise InvalidArgumentError("user_input dict needs 'content': a string or a list of content parts")
+        problem = storable_problem("user_input content", content)
+        if problem:
+            raise InvalidArgumentError(problem)
         return {"role": "user", "content": content}
     raise InvalidArgumentError(f"user_input must be a string or a message dict, got {type(user_input).__name__}")

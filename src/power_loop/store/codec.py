@@ -60,3 +60,37 @@ def decode_object(text: str | None) -> dict[str, Any]:
         return {}
     value: dict[str, Any] = decode_json(text)
     return value
+
+
+def storable(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings (UTF-8 cannot hold one) written
+    as a ``\\udXXX`` escape; ``value`` itself when it has none (the usual case, one check).
+
+    For text from outside the caller's control — tool outputs, model replies — that
+    must be stored as it came: ``os.fsdecode`` of a non-UTF-8 file name, or a model's
+    ``"\\ud83d"`` escape, would otherwise fail the write (and a resume, every time).
+    """
+    if type(value) is str:
+        if value.isascii():
+            return value
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
+def storable_problem(what: str, value: Any) -> str | None:
+    """Why ``value`` cannot be stored (not JSON, or text UTF-8 cannot hold), else None."""
+    try:
+        encode_json(value).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"{what} holds text UTF-8 cannot encode ({exc.reason}: {exc.object[exc.start:exc.end]!r})"
+    except (TypeError, ValueError) as exc:
+        return f"{what} is not JSON-serialisable ({exc})"
+    return None

@@ -3,10 +3,20 @@ handed to callers, the budget before the round limit."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from loop_support import LoopFactory
 
-from power_loop import AgentLoopConfig, InvalidArgumentError, SessionPendingError
+from power_loop import (
+    AgentLoopConfig,
+    InvalidArgumentError,
+    SessionPendingError,
+    StatefulAgentLoop,
+    ToolDefinition,
+    ToolRegistry,
+)
 from power_loop.testing import ScriptedLLM
 
 QUICK = AgentLoopConfig(lease_wait_s=0.3)
@@ -78,3 +88,24 @@ async def test_the_budget_stops_a_run_before_the_round_limit_calls_again(make_lo
     result = await a.send("hi", sid)
     assert result.status == "budget_exceeded"
     assert result.usage["calls"] == 1 and len(llm.requests) == 1
+
+
+async def test_text_utf8_cannot_hold_is_stored_escaped_or_refused(tmp_path: Path) -> None:
+    """A tool output or a model reply with a lone surrogate (``os.fsdecode`` of a non-UTF-8
+    file name) is stored with it escaped, so the send completes and a resume never
+    fails on it; the same in the user's own input is refused up front."""
+    registry = ToolRegistry()
+    registry.register(ToolDefinition(name="ls", description="List files."), lambda: os.fsdecode(b"file\xff.txt"))
+    llm = ScriptedLLM([ScriptedLLM.tool_calls([("ls", {})]), "saw file\udcff.txt"])
+    loop = StatefulAgentLoop(llm=llm, dsn=str(tmp_path / "s.db"), tool_registry=registry)
+    sid = await loop.new_session()
+    result = await loop.send("list files", sid)
+    assert result.status == "completed" and result.final_text == "saw file\\udcff.txt"
+    messages = await loop.get_messages(sid)
+    assert messages[2]["content"] == "file\\udcff.txt"
+    with pytest.raises(InvalidArgumentError, match="UTF-8 cannot encode"):
+        await loop.send("bad \ud800 input", sid)
+    with pytest.raises(InvalidArgumentError, match="UTF-8 cannot encode"):
+        await loop.send({"role": "user", "content": [{"type": "text", "text": "\udfff"}]}, sid)
+    assert len(await loop.get_messages(sid)) == 4
+    await loop.aclose()
