@@ -236,7 +236,7 @@ class _Run:
     async def tools_round(self, response: LLMResponse) -> bool:
         """Persist the tool-calling turn and answer its calls; return False to end the run."""
         ctx = self.ctx
-        calls = storable([dict(c) for c in response.tool_calls])
+        calls = with_unique_ids(storable([dict(c) for c in response.tool_calls]), self.round_no)
         await ctx.append([{"role": "assistant", "content": storable(response.content_text) or None,
                            "tool_calls": calls}],
                          round_index=self.round_no, probe=False)
@@ -392,6 +392,23 @@ class _Run:
             structured=self.structured, structured_error=self.structured_error,
             send_index=ctx.send_index,
         )
+
+
+def with_unique_ids(calls: list[JSONObject], round_no: int) -> list[JSONObject]:
+    """``calls`` where each has an id no other in the turn has: a call without one (or
+    repeating one) could never be matched by its result, so the session would stay
+    pending (or a crash could hide an unexecuted call). The shipped transports always
+    give ids; a custom ``LLMService`` may not."""
+    seen: set[str] = set()
+    for i, call in enumerate(calls):
+        call_id = call.get("id")
+        if not isinstance(call_id, str) or not call_id or call_id in seen:
+            call_id = f"call_r{round_no}_{i}"
+            while call_id in seen:
+                call_id += "_"
+            call["id"] = call_id
+        seen.add(call_id)
+    return calls
 
 
 def follow_up_content(contents: list[Any]) -> str | list[JSONObject]:

@@ -272,9 +272,10 @@ class StatefulAgentLoop:
             changes["output_schema"] = StructuredOutputSpec.coerce(output_schema)
             changes["response_format"] = None
         if tool_choice is not None:
-            if isinstance(tool_choice, str) and tool_choice not in ("auto", "none", "required") and (
-                    offered is None or tool_choice not in offered.names()):
-                raise ToolNotFound(tool_choice, known=offered.names() if offered is not None else ())
+            named = tool_choice if isinstance(tool_choice, str) and tool_choice not in ("auto", "none", "required") \
+                else _named_tool(tool_choice)
+            if named is not None and (offered is None or named not in offered.names()):
+                raise ToolNotFound(named, known=offered.names() if offered is not None else ())
             changes["tool_choice"] = tool_choice
         return self.config.with_changes(**changes) if changes else None
 
@@ -610,3 +611,12 @@ class StatefulAgentLoop:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _named_tool(choice: object) -> str | None:
+    """The tool a dict ``tool_choice`` forces (``{"type": "function", "function": {"name": …}}``)."""
+    if isinstance(choice, dict):
+        fn = choice.get("function")
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+            return fn["name"]  # type: ignore[no-any-return]
+    return None

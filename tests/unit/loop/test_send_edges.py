@@ -12,9 +12,11 @@ from loop_support import LoopFactory
 from power_loop import (
     AgentLoopConfig,
     InvalidArgumentError,
+    LLMResponse,
     SessionPendingError,
     StatefulAgentLoop,
     ToolDefinition,
+    ToolNotFound,
     ToolRegistry,
 )
 from power_loop.testing import ScriptedLLM
@@ -109,3 +111,29 @@ async def test_text_utf8_cannot_hold_is_stored_escaped_or_refused(tmp_path: Path
         await loop.send({"role": "user", "content": [{"type": "text", "text": "\udfff"}]}, sid)
     assert len(await loop.get_messages(sid)) == 4
     await loop.aclose()
+
+
+async def test_tool_calls_without_ids_get_unique_ones(make_loop: LoopFactory) -> None:
+    """A custom service may return calls with no id, or one id twice: each still gets
+    its own result (else the session would stay pending for good)."""
+    call = {"type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}
+    twice = {**call, "id": "dup"}
+    llm = ScriptedLLM([LLMResponse(raw_text="", tool_calls=[call, dict(call)]),
+                       LLMResponse(raw_text="", tool_calls=[twice, dict(twice)]), "done"])
+    loop = make_loop(llm)
+    sid = await loop.new_session()
+    result = await loop.send("go", sid)
+    assert result.status == "completed" and result.tool_calls == 4
+    assert await loop.get_pending(sid) is None
+    messages = await loop.get_messages(sid)
+    ids = [c["id"] for m in messages if m.get("tool_calls") for c in m["tool_calls"]]
+    assert ids == ["call_r1_0", "call_r1_1", "dup", "call_r2_1"]
+    assert [m["tool_call_id"] for m in messages if m["role"] == "tool"] == ids
+
+
+async def test_a_forced_tool_choice_must_name_an_offered_tool(make_loop: LoopFactory) -> None:
+    loop = make_loop(ScriptedLLM(["x"]))
+    sid = await loop.new_session()
+    with pytest.raises(ToolNotFound):
+        await loop.send("go", sid, tool_choice={"type": "function", "function": {"name": "nope"}})
+    assert await loop.get_messages(sid) == []
