@@ -6,7 +6,7 @@ from typing import Any
 
 from power_loop.contracts.errors import InvalidArgumentError
 from power_loop.contracts.json import Message
-from power_loop.store.codec import storable_problem
+from power_loop.store.codec import json_problem
 
 
 def normalize_user_input(user_input: Any) -> Message:
@@ -19,7 +19,7 @@ def normalize_user_input(user_input: Any) -> Message:
         if not user_input.strip():
             raise InvalidArgumentError("user_input is empty: send needs some text")
         if not user_input.isascii():
-            problem = storable_problem("user_input", user_input)
+            problem = json_problem("user_input", user_input)
             if problem:
                 raise InvalidArgumentError(problem)
         return {"role": "user", "content": user_input}
@@ -36,7 +36,7 @@ def normalize_user_input(user_input: Any) -> Message:
                 raise InvalidArgumentError("user_input content parts must be a non-empty list of dicts with 'type'")
         else:
             raise InvalidArgumentError("user_input dict needs 'content': a string or a list of content parts")
-        problem = storable_problem("user_input content", content)
+        problem = json_problem("user_input content", content)
         if problem:
             raise InvalidArgumentError(problem)
         return {"role": "user", "content": content}

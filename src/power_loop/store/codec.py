@@ -30,9 +30,12 @@ def now_ms() -> int:
 
 
 def json_problem(what: str, value: Any) -> str | None:
-    """A message naming why ``value`` cannot be stored as JSON, or ``None`` if it can."""
+    """A message naming why ``value`` cannot be stored as JSON — not JSON-serialisable, or
+    holding text UTF-8 cannot encode (a lone surrogate) — or ``None`` if it can."""
     try:
-        encode_json(value)
+        encode_json(value).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"{what} holds text UTF-8 cannot encode ({exc.reason}: {exc.object[exc.start:exc.end]!r})"
     except (TypeError, ValueError) as exc:
         return f"{what} is not JSON-serialisable ({exc})"
     return None
@@ -84,13 +87,3 @@ def storable(value: Any) -> Any:
         return [storable(v) for v in value]
     return value
 
-
-def storable_problem(what: str, value: Any) -> str | None:
-    """Why ``value`` cannot be stored (not JSON, or text UTF-8 cannot hold), else None."""
-    try:
-        encode_json(value).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return f"{what} holds text UTF-8 cannot encode ({exc.reason}: {exc.object[exc.start:exc.end]!r})"
-    except (TypeError, ValueError) as exc:
-        return f"{what} is not JSON-serialisable ({exc})"
-    return None

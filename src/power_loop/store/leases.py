@@ -40,7 +40,7 @@ from power_loop.contracts.errors import (
     SessionBusyError,
     SessionNotFoundError,
 )
-from power_loop.store.port import Database, Dialect, Stmt, WriteConflict
+from power_loop.store.port import Database, Dialect, Row, Stmt, WriteConflict
 from power_loop.store.rows import MessageRow
 from power_loop.store.schema import FOLLOW_UPS, SESSION_LEASES, SESSIONS
 
@@ -94,6 +94,14 @@ class LeaseRow:
     def is_live(self, now_ms: int) -> bool:
         """Held right now: not released or expired, and not a dead process of this host."""
         return self.expires_at > now_ms and not holder_is_dead(self.host, self.pid)
+
+
+def lease_from_row(session_id: str, row: Row | None) -> LeaseRow | None:
+    """A ``LeaseQueries.read`` row as a ``LeaseRow``; None when never leased or unknown."""
+    if row is None or row[1] is None:
+        return None
+    return LeaseRow(session_id=session_id, holder=str(row[1]), host=row[2], pid=row[3], epoch=int(row[4]),
+                    expires_at=int(row[5]))
 
 
 # eq=False: an internal record nobody compares (no generated __eq__/__hash__ to build at import).

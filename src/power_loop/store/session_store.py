@@ -22,7 +22,7 @@ from power_loop.contracts.json import Message
 from power_loop.store import leases
 from power_loop.store.codec import encode_json, json_problem, now_ms
 from power_loop.store.follow_ups import FollowUpQueries, check_follow_up_ids, follow_up_from_row
-from power_loop.store.leases import AppendOutcome, Lease, LeaseLostError, LeaseQueries, LeaseRow
+from power_loop.store.leases import AppendOutcome, Lease, LeaseLostError, LeaseQueries, LeaseRow, lease_from_row
 from power_loop.store.maintenance import (
     CHECKPOINT_MODES,
     MaintenanceCapable,
@@ -414,10 +414,8 @@ class SessionStore:
                 if await tx.execute(q.allocate, (session_id,)) != 1:
                     raise SessionNotFoundError(session_id)
                 if running_for is not None:
-                    held = await tx.fetchone(self._leases.read, (session_id,))
-                    if held is None or held[1] is None or held[1] == running_for or not LeaseRow(
-                            session_id=session_id, holder=str(held[1]), host=held[2], pid=held[3],
-                            epoch=int(held[4]), expires_at=int(held[5])).is_live(self._clock()):
+                    held = lease_from_row(session_id, await tx.fetchone(self._leases.read, (session_id,)))
+                    if held is None or held.holder == running_for or not held.is_live(self._clock()):
                         raise _NotRunning  # rolls the transaction back: nothing written
                 await tx.execute(q.insert, (session_id, session_id, encode_json(content), self._clock()))
                 row = await tx.fetchone(q.count, (session_id,))
@@ -467,11 +465,7 @@ class SessionStore:
 
     async def get_lease(self, session_id: str) -> LeaseRow | None:
         """The session's lease row (one read), or None when it was never leased or is unknown."""
-        row = await self.db.fetchone(self._leases.read, (session_id,))
-        if row is None or row[1] is None:
-            return None
-        return LeaseRow(session_id=session_id, holder=str(row[1]), host=row[2], pid=row[3], epoch=int(row[4]),
-                        expires_at=int(row[5]))
+        return lease_from_row(session_id, await self.db.fetchone(self._leases.read, (session_id,)))
 
     async def release_lease(self, lease: Lease) -> None:
         """Let ``lease`` go so the next sender takes it at once; idempotent (one write)."""
